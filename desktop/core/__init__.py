@@ -1,0 +1,1 @@
+"""Plain-Python core of Based. Nothing in this package may import Qt."""

@@ -1,0 +1,51 @@
+"""Where Based keeps its files (platformdirs). Override everything with BASED_HOME (tests)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "Based"
+APP_AUTHOR = "Based"
+
+
+def _home_override() -> Path | None:
+    v = os.environ.get("BASED_HOME")
+    return Path(v) if v else None
+
+
+def data_dir() -> Path:
+    h = _home_override()
+    p = h / "data" if h else Path(platformdirs.user_data_dir(APP_NAME, APP_AUTHOR))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def config_dir() -> Path:
+    h = _home_override()
+    p = h / "config" if h else Path(platformdirs.user_config_dir(APP_NAME, APP_AUTHOR))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def cache_dir() -> Path:
+    h = _home_override()
+    p = h / "cache" if h else Path(platformdirs.user_cache_dir(APP_NAME, APP_AUTHOR))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def default_models_dir() -> Path:
+    p = data_dir() / "models"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def settings_file() -> Path:
+    return config_dir() / "settings.json"
+
+
+def history_db() -> Path:
+    return data_dir() / "history.sqlite3"
