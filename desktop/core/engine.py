@@ -1,0 +1,601 @@
+"""Generation engine over llama-cpp-python.
+
+The engine drives llama.cpp's decode loop itself (batch -> decode -> sample -> repeat) instead of
+``create_completion(stream=True)``, which re-detokenizes the whole completion on every token.
+Top-k alternatives and log-probabilities are read from the last logits row only, so nothing of
+size n_ctx x n_vocab is ever allocated. Text is decoded incrementally as UTF-8.
+
+An :class:`Engine` is not thread-safe: exactly one thread creates, uses and closes it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from desktop.core.errors import ContextOverflowError, ModelLoadError
+from desktop.core.types import (
+    GenerationRequest,
+    GenerationResult,
+    GenerationStats,
+    LoadedModelInfo,
+    LoadOptions,
+    SamplingParams,
+    ScoredToken,
+    StopReason,
+    StreamToken,
+    TokenInfo,
+    TopAlt,
+)
+
+MAX_TOP_K = 10
+_ATTR_CONTROL = 1 << 3
+
+
+def _llama() -> Any:
+    import llama_cpp
+
+    return llama_cpp
+
+
+def default_threads() -> int:
+    n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
+def gpu_backend_available() -> bool:
+    """True when this llama.cpp build can offload layers to a GPU (CUDA, Metal, Vulkan...)."""
+    try:
+        return bool(_llama().llama_supports_gpu_offload())
+    except Exception:
+        return False
+
+
+def _backend_name() -> str:
+    try:
+        info = _llama().llama_print_system_info().decode("utf-8", "replace").upper()
+    except Exception:
+        return "CPU"
+    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
+        if f"{name} = 1" in info or f"{name} :" in info or f"{name}:" in info:
+            return name.title() if name != "CUDA" else "CUDA"
+    return "GPU" if gpu_backend_available() else "CPU"
+
+
+class _Vocab:
+    """Token -> bytes / special lookups over a loaded llama model's vocabulary."""
+
+    def __init__(self, vocab_ptr: Any, n_vocab: int) -> None:
+        self._ptr = vocab_ptr
+        self.n_vocab = n_vocab
+        self._cache: dict[tuple[int, bool], bytes] = {}
+
+    def piece_bytes(self, token: int, special: bool = True) -> bytes:
+        key = (token, special)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        lib = _llama()
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = lib.llama_token_to_piece(self._ptr, token, buf, size, 0, special)
+            if n < 0:
+                size = -n + 1
+                continue
+            out = buf.raw[:n]
+            break
+        self._cache[key] = out
+        return out
+
+    def piece(self, token: int) -> str:
+        return self.piece_bytes(token).decode("utf-8", "replace")
+
+    def is_special(self, token: int) -> bool:
+        lib = _llama()
+        try:
+            attr = int(lib.llama_vocab_get_attr(self._ptr, token))
+        except Exception:
+            return False
+        return bool(attr & _ATTR_CONTROL)
+
+    def is_eog(self, token: int) -> bool:
+        return bool(_llama().llama_vocab_is_eog(self._ptr, token))
+
+    def token_infos(self, ids: Sequence[int]) -> list[TokenInfo]:
+        return [TokenInfo(int(t), self.piece(int(t)), self.is_special(int(t))) for t in ids]
+
+
+def _log_softmax(row: np.ndarray) -> tuple[np.ndarray, float]:
+    m = float(row.max())
+    lse = m + float(np.log(np.exp(row - m, dtype=np.float64).sum()))
+    return row, lse
+
+
+def _top_alts(row: np.ndarray, lse: float, k: int, vocab: _Vocab) -> tuple[TopAlt, ...]:
+    if k <= 0:
+        return ()
+    k = min(k, MAX_TOP_K, row.shape[0])
+    idx = np.argpartition(row, -k)[-k:]
+    idx = idx[np.argsort(-row[idx], kind="stable")]
+    return tuple(TopAlt(int(i), vocab.piece(int(i)), float(row[i]) - lse) for i in idx)
+
+
+def _stop_hold(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
+
+
+class Engine:
+    """One loaded model. Create, use and close it on a single thread."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        options: LoadOptions | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        from desktop.core.gguf_info import validate_gguf
+
+        opts = options or LoadOptions()
+        self.path = str(path)
+        self.gguf = validate_gguf(self.path)
+        if self.gguf.vocab_only:
+            raise ModelLoadError(
+                f"{Path(self.path).name} holds only a tokenizer, no weights, so it cannot generate text. "
+                "Pick a full model file."
+            )
+        lib = _llama()
+        gpu_ok = gpu_backend_available()
+        n_gpu = opts.n_gpu_layers if gpu_ok else 0
+        note = ""
+        if opts.n_gpu_layers != 0 and not gpu_ok:
+            note = "This build of llama.cpp has no GPU backend, so the model runs on the CPU."
+        n_threads = opts.n_threads or default_threads()
+        n_ctx = opts.n_ctx
+        if self.gguf.context_length and n_ctx > self.gguf.context_length:
+            n_ctx = self.gguf.context_length
+        t0 = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        if progress is not None:
+
+            def _cb(p: float, _user: Any) -> bool:
+                try:
+                    progress(float(p))
+                except Exception:
+                    pass
+                return True
+
+            kwargs["progress_callback"] = _cb
+        try:
+            self._llm = lib.Llama(
+                model_path=self.path,
+                n_ctx=n_ctx,
+                n_batch=min(512, n_ctx),
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_gpu_layers=n_gpu,
+                logits_all=False,
+                seed=opts.seed,
+                verbose=False,
+            )
+        except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
+            raise ModelLoadError(
+                f"llama.cpp could not load {Path(self.path).name} ({exc}). The file may be damaged "
+                "or use an architecture this version does not support; try another file."
+            ) from exc
+        if progress is not None:
+            try:
+                progress(1.0)
+            except Exception:
+                pass
+        self._ctx = self._llm._ctx
+        self._model = self._llm._model
+        n_vocab = int(lib.llama_vocab_n_tokens(self._model.vocab))
+        self.vocab = _Vocab(self._model.vocab, n_vocab)
+        self._n_batch = int(self._llm.n_batch)
+        self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
+        self._closed = False
+        self.last_stats = GenerationStats()
+        self.info = LoadedModelInfo(
+            path=self.path,
+            n_ctx=int(self._llm.n_ctx()),
+            n_ctx_train=int(self._model.n_ctx_train()),
+            n_vocab=n_vocab,
+            n_threads=n_threads,
+            gpu_requested=opts.n_gpu_layers != 0,
+            gpu_used=gpu_ok and n_gpu != 0,
+            backend=_backend_name() if (gpu_ok and n_gpu != 0) else "CPU",
+            load_s=time.perf_counter() - t0,
+            note=note,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        try:
+            _llama().llama_batch_free(self._batch)
+        except Exception:
+            pass
+        try:
+            self._llm.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        return self.info.n_ctx
+
+    def tokenize_ids(self, text: str, add_bos: bool) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def tokenize(self, text: str, add_bos: bool) -> list[TokenInfo]:
+        return self.vocab.token_infos(self.tokenize_ids(text, add_bos))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return b"".join(self.vocab.piece_bytes(int(t)) for t in ids).decode("utf-8", "replace")
+
+    # -- low-level decode ----------------------------------------------------------------------
+
+    def _decode_chunks(
+        self,
+        tokens: Sequence[int],
+        start_pos: int,
+        want_logits: Callable[[int], bool],
+        on_chunk: Callable[[list[int]], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> bool:
+        """Decode tokens in n_batch chunks. ``want_logits(abs_pos)`` selects output rows;
+        ``on_chunk(row_positions)`` is called after each chunk with the absolute positions whose
+        logits are available at batch rows 0..len-1 (via llama_get_logits_ith(i)).
+        Returns False when cancelled."""
+        lib = _llama()
+        b = self._batch
+        n = len(tokens)
+        i = 0
+        while i < n:
+            if cancel is not None and cancel.is_set():
+                return False
+            chunk = tokens[i : i + self._n_batch]
+            outputs: list[int] = []
+            b.n_tokens = len(chunk)
+            for j, tok in enumerate(chunk):
+                pos = start_pos + i + j
+                b.token[j] = int(tok)
+                b.pos[j] = pos
+                b.n_seq_id[j] = 1
+                b.seq_id[j][0] = 0
+                want = bool(want_logits(pos))
+                b.logits[j] = want
+                if want:
+                    outputs.append(j)
+            rc = lib.llama_decode(self._ctx.ctx, b)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc}")
+            if on_chunk is not None:
+                # the callback reads rows via _logits_row(batch index in self._last_outputs)
+                self._last_outputs = outputs
+                on_chunk([start_pos + i + j for j in outputs])
+            i += len(chunk)
+        return True
+
+    def _logits_row(self, batch_index: int) -> np.ndarray:
+        ptr = _llama().llama_get_logits_ith(self._ctx.ctx, batch_index)
+        return np.ctypeslib.as_array(ptr, shape=(self.vocab.n_vocab,))
+
+    def _reset_kv(self) -> None:
+        self._ctx.kv_cache_clear()
+        self._llm.n_tokens = 0
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def _make_sampler(self, p: SamplingParams) -> Any:
+        from llama_cpp import _internals as internals
+
+        s = internals.LlamaSampler()
+        if p.repeat_penalty and p.repeat_penalty != 1.0:
+            s.add_penalties(self.vocab.n_vocab, 64, float(p.repeat_penalty), 0.0, 0.0)
+        if p.temperature <= 0.0:
+            s.add_greedy()
+            return s
+        if p.top_k and p.top_k > 0:
+            s.add_top_k(int(p.top_k))
+        if p.top_p < 1.0:
+            s.add_top_p(float(p.top_p), 1)
+        if p.min_p > 0.0:
+            s.add_min_p(float(p.min_p), 1)
+        s.add_temp(float(p.temperature))
+        s.add_dist(int(p.seed) & 0xFFFFFFFF)
+        return s
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        return self.tokenize_ids(request.prompt, request.add_bos)
+
+    def stream(
+        self, request: GenerationRequest, cancel: threading.Event | None = None
+    ) -> Iterator[StreamToken]:
+        """Yield generated tokens as they are made; stats land in ``self.last_stats``."""
+        cancel = cancel or threading.Event()
+        p = request.params
+        t_start = time.perf_counter()
+        ids = self.prompt_ids(request)
+        n_ctx = self.n_ctx
+        if len(ids) >= n_ctx:
+            self.last_stats = GenerationStats(
+                prompt_tokens=len(ids), stop_reason=StopReason.ERROR, error="prompt too long"
+            )
+            raise ContextOverflowError(
+                f"The prompt is {len(ids)} tokens but this model's context holds {n_ctx}. "
+                "Shorten the prompt or raise the context size."
+            )
+        if not ids:
+            ids = [self._model.token_bos()] if self._model.token_bos() >= 0 else [0]
+        k = max(0, min(MAX_TOP_K, int(p.top_logprobs)))
+        stops = tuple(s for s in p.stop if s)
+        sampler = self._make_sampler(p)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        generated = 0
+        ttft = 0.0
+        prompt_eval_s = 0.0
+        reason = StopReason.LENGTH
+        error: str | None = None
+        pending = ""  # decoded text held back because it could start a stop string
+        t_first = 0.0
+        try:
+            self._reset_kv()
+            last = len(ids) - 1
+            ok = self._decode_chunks(ids, 0, lambda pos: pos == last, cancel=cancel)
+            prompt_eval_s = time.perf_counter() - t_start
+            if not ok:
+                reason = StopReason.CANCELLED
+                return
+            n_past = len(ids)
+            for index in range(max(0, int(p.max_tokens))):
+                if cancel.is_set():
+                    reason = StopReason.CANCELLED
+                    break
+                row = self._logits_row(-1)
+                tok = int(sampler.sample(self._ctx, -1))
+                _, lse = _log_softmax(row)
+                logprob = float(row[tok]) - lse
+                top = _top_alts(row, lse, k, self.vocab)
+                if generated == 0:
+                    t_first = time.perf_counter()
+                    ttft = t_first - t_start
+                generated += 1
+                if self.vocab.is_eog(tok):
+                    tail = pending + decoder.decode(b"", final=True)
+                    pending = ""
+                    yield StreamToken(index, tok, self.vocab.piece(tok), tail, logprob, top)
+                    reason = StopReason.EOS
+                    break
+                raw = self.vocab.piece_bytes(tok)
+                final = index == int(p.max_tokens) - 1 or n_past >= n_ctx
+                new = pending + decoder.decode(raw, final=final)
+                visible, stopped = new, False
+                pending = ""
+                if stops:
+                    cut = min((new.find(s) for s in stops if s in new), default=-1)
+                    if cut >= 0:
+                        visible, stopped = new[:cut], True
+                    elif not final:
+                        hold = _stop_hold(new, stops)
+                        if hold:
+                            visible, pending = new[:-hold], new[-hold:]
+                yield StreamToken(index, tok, raw.decode("utf-8", "replace"), visible, logprob, top)
+                if stopped:
+                    reason = StopReason.STOP_STRING
+                    break
+                if n_past >= n_ctx:
+                    reason = StopReason.CONTEXT
+                    break
+                if cancel.is_set():
+                    reason = StopReason.CANCELLED
+                    break
+                self._decode_chunks([tok], n_past, lambda _pos: True)
+                n_past += 1
+            else:
+                reason = StopReason.LENGTH
+        except GeneratorExit:
+            reason = StopReason.CANCELLED
+            raise
+        except Exception as exc:
+            reason = StopReason.ERROR
+            error = f"Generation failed: {exc}"
+            raise
+        finally:
+            t_end = time.perf_counter()
+            decode_s = (t_end - t_first) if generated > 1 else 0.0
+            self.last_stats = GenerationStats(
+                prompt_tokens=len(ids),
+                prompt_eval_s=prompt_eval_s,
+                time_to_first_token_s=ttft,
+                generated_tokens=generated,
+                tokens_per_second=((generated - 1) / decode_s) if decode_s > 0 else 0.0,
+                total_s=t_end - t_start,
+                stop_reason=reason,
+                error=error,
+            )
+            try:
+                sampler.close()
+            except Exception:
+                pass
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event | None = None,
+        on_token: Callable[[StreamToken], None] | None = None,
+    ) -> GenerationResult:
+        tokens: list[StreamToken] = []
+        parts: list[str] = []
+        for t in self.stream(request, cancel):
+            tokens.append(t)
+            parts.append(t.text)
+            if on_token is not None:
+                on_token(t)
+        return GenerationResult(request.request_id, "".join(parts), tuple(tokens), self.last_stats)
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def score(
+        self,
+        prompt_tokens: Sequence[int],
+        continuation: Sequence[int],
+        top_k: int = 5,
+        cancel: threading.Event | None = None,
+    ) -> list[ScoredToken]:
+        """Log-probability and rank of each continuation token given everything before it,
+        computed in one batched evaluation (chunked only by llama.cpp's batch size)."""
+        prompt = [int(t) for t in prompt_tokens]
+        cont = [int(t) for t in continuation]
+        if not cont:
+            return []
+        if not prompt:
+            raise ValueError("score() needs at least one prompt token")
+        total = len(prompt) + len(cont) - 1
+        if total > self.n_ctx:
+            raise ContextOverflowError(
+                f"Scoring needs {total} tokens but this model's context holds {self.n_ctx}. "
+                "Use a shorter answer or a larger context."
+            )
+        seq = prompt + cont[:-1]
+        first = len(prompt) - 1  # logits at this position predict cont[0]
+        k = max(0, min(MAX_TOP_K, int(top_k)))
+        out: list[ScoredToken] = []
+
+        def read(positions: list[int]) -> None:
+            for row_i, pos in zip(self._last_outputs, positions):
+                j = pos - first
+                tok = cont[j]
+                row = self._logits_row(row_i)
+                _, lse = _log_softmax(row)
+                val = row[tok]
+                rank = 1 + int(np.count_nonzero(row > val))
+                out.append(
+                    ScoredToken(
+                        j,
+                        tok,
+                        self.vocab.piece(tok),
+                        float(val) - lse,
+                        rank,
+                        _top_alts(row, lse, k, self.vocab),
+                    )
+                )
+
+        self._reset_kv()
+        ok = self._decode_chunks(seq, 0, lambda pos: pos >= first, on_chunk=read, cancel=cancel)
+        self._reset_kv()
+        if not ok:
+            return out
+        return out
+
+    def score_stepwise(
+        self, prompt_tokens: Sequence[int], continuation: Sequence[int], top_k: int = 5
+    ) -> list[ScoredToken]:
+        """Reference implementation of :meth:`score`: one token at a time (for tests/bench)."""
+        prompt = [int(t) for t in prompt_tokens]
+        cont = [int(t) for t in continuation]
+        k = max(0, min(MAX_TOP_K, int(top_k)))
+        out: list[ScoredToken] = []
+        self._reset_kv()
+        last = len(prompt) - 1
+        self._decode_chunks(prompt, 0, lambda pos: pos == last)
+        n_past = len(prompt)
+        for j, tok in enumerate(cont):
+            row = self._logits_row(-1)
+            _, lse = _log_softmax(row)
+            val = row[tok]
+            rank = 1 + int(np.count_nonzero(row > val))
+            out.append(
+                ScoredToken(
+                    j,
+                    tok,
+                    self.vocab.piece(tok),
+                    float(val) - lse,
+                    rank,
+                    _top_alts(row, lse, k, self.vocab),
+                )
+            )
+            if j + 1 < len(cont):
+                self._decode_chunks([tok], n_past, lambda _pos: True)
+                n_past += 1
+        self._reset_kv()
+        return out
+
+
+# -- vocab-only tokenization (inspector, `based prompt`) ----------------------------------------
+
+_VOCAB_CACHE: OrderedDict[tuple[str, int, int], tuple[Any, _Vocab]] = OrderedDict()
+_VOCAB_LOCK = threading.Lock()
+
+
+def _vocab_model(path: str) -> tuple[Any, _Vocab]:
+    from desktop.core.gguf_info import validate_gguf
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, int(st.st_mtime_ns))
+    with _VOCAB_LOCK:
+        hit = _VOCAB_CACHE.get(key)
+        if hit is not None:
+            _VOCAB_CACHE.move_to_end(key)
+            return hit
+    validate_gguf(path)
+    lib = _llama()
+    try:
+        llm = lib.Llama(model_path=path, vocab_only=True, verbose=False)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"llama.cpp could not read the tokenizer of {Path(path).name} ({exc})."
+        ) from exc
+    vocab = _Vocab(llm._model.vocab, int(lib.llama_vocab_n_tokens(llm._model.vocab)))
+    with _VOCAB_LOCK:
+        _VOCAB_CACHE[key] = (llm, vocab)
+        while len(_VOCAB_CACHE) > 4:
+            _VOCAB_CACHE.popitem(last=False)
+    return llm, vocab
+
+
+_TOKENIZE_LOCK = threading.Lock()
+
+
+def tokenize_file(path: str | os.PathLike[str], text: str, add_bos: bool) -> list[TokenInfo]:
+    """Tokenize with a model file's own tokenizer, loading only its vocabulary (cached)."""
+    llm, vocab = _vocab_model(str(path))
+    with _TOKENIZE_LOCK:
+        ids = list(llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return vocab.token_infos(ids)
