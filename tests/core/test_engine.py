@@ -1,0 +1,240 @@
+"""The engine on real tiny GGUF models: real llama.cpp, no mocks."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from desktop.core.engine import Engine, gpu_backend_available, tokenize_file
+from desktop.core.errors import ContextOverflowError, GGUFError, ModelLoadError
+from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams, StopReason
+
+PROMPT = "<|user|>\nTell me a story.<|end|>\n<|assistant|>\n"
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_phi3: Path):
+    with Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=2)) as e:
+        yield e
+
+
+def req(prompt: str = PROMPT, rid: int = 1, **params: object) -> GenerationRequest:
+    return GenerationRequest(rid, prompt, SamplingParams(**params), add_bos=True)  # type: ignore[arg-type]
+
+
+def test_load_reports_where_it_runs(engine: Engine) -> None:
+    info = engine.info
+    assert info.n_ctx == 256
+    assert info.n_vocab == 32064
+    assert info.backend == "CPU" and info.gpu_used is False
+    assert info.n_threads == 2
+
+
+def test_gpu_request_falls_back_to_cpu_with_a_note(tiny_phi3: Path) -> None:
+    with Engine(tiny_phi3, LoadOptions(n_ctx=128, n_threads=1, n_gpu_layers=-1)) as e:
+        if gpu_backend_available():
+            assert e.info.gpu_used is True
+        else:
+            assert e.info.gpu_used is False
+            assert "CPU" in e.info.note
+
+
+def test_tokenize_parses_special_tokens(engine: Engine) -> None:
+    toks = engine.tokenize("<|user|>\nHi<|end|>", add_bos=True)
+    assert toks[0].id == 1 and toks[0].special  # BOS
+    user = [t for t in toks if t.piece == "<|user|>"]
+    assert len(user) == 1 and user[0].special and user[0].id == 32010
+    assert any(not t.special for t in toks)
+    no_bos = engine.tokenize("Hi", add_bos=False)
+    assert no_bos[0].id != 1
+
+
+def test_stream_yields_logprobs_and_sorted_top_k(engine: Engine) -> None:
+    toks = list(engine.stream(req(temperature=0.8, seed=5, max_tokens=12, top_logprobs=5)))
+    assert len(toks) == 12
+    for t in toks:
+        assert t.logprob <= 0.0
+        assert len(t.top) == 5
+        lps = [a.logprob for a in t.top]
+        assert lps == sorted(lps, reverse=True)
+        # the chosen token's logprob is consistent with the top list
+        if t.id in [a.id for a in t.top]:
+            assert abs(next(a.logprob for a in t.top if a.id == t.id) - t.logprob) < 1e-6
+    st = engine.last_stats
+    assert st.generated_tokens == 12 and st.stop_reason is StopReason.LENGTH
+    assert st.prompt_tokens == len(engine.tokenize(PROMPT, True))
+    assert st.time_to_first_token_s > 0 and st.tokens_per_second > 0
+
+
+def test_top_k_is_capped_at_ten(engine: Engine) -> None:
+    toks = list(engine.stream(req(temperature=0.0, max_tokens=2, top_logprobs=50)))
+    assert all(len(t.top) == 10 for t in toks)
+
+
+def test_same_seed_same_output_different_seed_differs(engine: Engine) -> None:
+    a = engine.generate(req(temperature=1.0, seed=42, max_tokens=24))
+    b = engine.generate(req(temperature=1.0, seed=42, max_tokens=24))
+    c = engine.generate(req(temperature=1.0, seed=43, max_tokens=24))
+    assert [t.id for t in a.tokens] == [t.id for t in b.tokens]
+    assert a.text == b.text
+    assert [t.id for t in a.tokens] != [t.id for t in c.tokens]
+
+
+def test_greedy_picks_the_argmax(engine: Engine) -> None:
+    res = engine.generate(GenerationRequest(1, PROMPT, SamplingParams.deterministic(max_tokens=10)))
+    assert all(t.id == t.top[0].id for t in res.tokens)
+
+
+def test_stop_string_cuts_the_text(engine: Engine) -> None:
+    free = engine.generate(GenerationRequest(1, PROMPT, SamplingParams.deterministic(max_tokens=30)))
+    text = free.text
+    assert len(text) > 6
+    stop = text[3:6]
+    res = engine.generate(
+        GenerationRequest(2, PROMPT, SamplingParams.deterministic(max_tokens=30, stop=(stop,)))
+    )
+    assert res.stats.stop_reason is StopReason.STOP_STRING
+    assert stop not in res.text
+    assert text.startswith(res.text)
+    assert len(res.text) == text.index(stop)
+
+
+def test_cancel_from_another_thread_within_one_token(engine: Engine) -> None:
+    cancel = threading.Event()
+    reached, resume = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def consume() -> None:
+        for t in engine.stream(req(temperature=0.7, seed=1, max_tokens=200), cancel):
+            seen.append(t.id)
+            if len(seen) == 5:
+                reached.set()
+                resume.wait(10)
+
+    th = threading.Thread(target=consume)
+    th.start()
+    assert reached.wait(30)
+    cancel.set()  # from the main thread, while the stream is paused after token 5
+    resume.set()
+    th.join(30)
+    assert not th.is_alive()
+    assert len(seen) == 5
+    assert engine.last_stats.stop_reason is StopReason.CANCELLED
+    # the model stays usable
+    again = engine.generate(req(temperature=0.0, max_tokens=4))
+    assert again.stats.generated_tokens == 4
+
+
+def test_cancel_before_start_generates_nothing(engine: Engine) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    assert list(engine.stream(req(max_tokens=10), cancel)) == []
+    assert engine.last_stats.stop_reason is StopReason.CANCELLED
+
+
+def test_prompt_longer_than_context_is_a_clear_error(engine: Engine) -> None:
+    long_prompt = "hello world " * 400
+    with pytest.raises(ContextOverflowError) as ei:
+        list(engine.stream(req(long_prompt, max_tokens=4)))
+    msg = str(ei.value)
+    assert "256" in msg and "context" in msg
+    assert engine.generate(req(max_tokens=2)).stats.generated_tokens == 2
+
+
+def test_context_full_stops_generation(tiny_phi3: Path) -> None:
+    with Engine(tiny_phi3, LoadOptions(n_ctx=32, n_threads=1)) as e:
+        res = e.generate(req("Hello", temperature=0.0, repeat_penalty=1.0, max_tokens=500))
+        assert res.stats.stop_reason in (StopReason.CONTEXT, StopReason.EOS)
+        # llama.cpp pads small contexts (to 256); the answer ends when that context is full
+        assert res.stats.prompt_tokens + res.stats.generated_tokens <= e.info.n_ctx + 1
+        assert res.stats.generated_tokens < 500
+
+
+def test_incremental_utf8_matches_a_full_decode(tiny_qwen2: Path) -> None:
+    with Engine(tiny_qwen2, LoadOptions(n_ctx=512, n_threads=2)) as e:
+        res = e.generate(
+            GenerationRequest(
+                1, "<|im_start|>user\n日本語で話して 🦙<|im_end|>\n<|im_start|>assistant\n",
+                SamplingParams(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=7,
+                               max_tokens=300), add_bos=False,
+            )
+        )
+        full = b"".join(e.vocab.piece_bytes(t.id) for t in res.tokens
+                        if not e.vocab.is_eog(t.id)).decode("utf-8", "replace")
+        assert res.text == full
+        # at least one token on its own is not valid UTF-8 (a split multi-byte character), so
+        # the incremental decoder was really exercised
+        partial = 0
+        for t in res.tokens:
+            try:
+                e.vocab.piece_bytes(t.id).decode("utf-8")
+            except UnicodeDecodeError:
+                partial += 1
+        assert partial > 0
+
+
+def test_score_matches_a_one_token_at_a_time_reference(engine: Engine) -> None:
+    res = engine.generate(req(temperature=1.0, seed=3, max_tokens=40))
+    prompt = [t.id for t in engine.tokenize(PROMPT, True)]
+    cont = [t.id for t in res.tokens]
+    batched = engine.score(prompt, cont, top_k=5)
+    ref = engine.score_stepwise(prompt, cont, top_k=5)
+    assert [s.id for s in batched] == cont
+    assert len(batched) == len(ref) == len(cont)
+    # batched and one-by-one evaluation use different matrix kernels on F16 weights: they agree
+    # up to floating-point noise, and ranks agree except at near-ties
+    for a, b in zip(batched, ref):
+        assert abs(a.logprob - b.logprob) < 1e-2
+        tie = min((abs(x.logprob - a.logprob) for x in a.top if x.id != a.id), default=1.0)
+        assert a.rank == b.rank or tie < 1e-2
+        assert a.rank >= 1
+    # the streamed logprobs (same model, same prefix) agree with the scores
+    for s, t in zip(batched, res.tokens):
+        assert abs(s.logprob - t.logprob) < 1e-2
+    # the model stays usable for generation afterwards
+    assert engine.generate(req(max_tokens=3)).stats.generated_tokens == 3
+
+
+def test_score_greedy_answer_is_all_rank_one(engine: Engine) -> None:
+    res = engine.generate(GenerationRequest(1, PROMPT, SamplingParams.deterministic(max_tokens=20)))
+    prompt = [t.id for t in engine.tokenize(PROMPT, True)]
+    scored = engine.score(prompt, [t.id for t in res.tokens])
+    assert [s.rank for s in scored] == [1] * len(scored)
+
+
+def test_score_longer_than_a_batch(tiny_phi3: Path) -> None:
+    with Engine(tiny_phi3, LoadOptions(n_ctx=512, n_threads=2)) as e:
+        e._n_batch = 64  # force several decode chunks  # noqa: SLF001
+        prompt = [t.id for t in e.tokenize(PROMPT, True)]
+        cont = [t.id for t in e.tokenize(" lorem ipsum dolor sit amet" * 12, False)]
+        batched = e.score(prompt, cont)
+        ref = e.score_stepwise(prompt, cont)
+        assert len(batched) == len(cont) > 64
+        assert max(abs(a.logprob - b.logprob) for a, b in zip(batched, ref)) < 1e-2
+
+
+def test_vocab_only_tokenize_file(vocab_dir: Path) -> None:
+    toks = tokenize_file(vocab_dir / "ggml-vocab-qwen2.gguf", "<|im_start|>user\nhi<|im_end|>", False)
+    assert toks[0].piece == "<|im_start|>" and toks[0].special
+    assert toks[-1].piece == "<|im_end|>" and toks[-1].special
+    assert any(t.piece == "hi" and not t.special for t in toks)
+
+
+def test_vocab_only_file_cannot_generate(vocab_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="only a tokenizer"):
+        Engine(vocab_dir / "ggml-vocab-phi-3.gguf")
+
+
+def test_non_gguf_file_is_refused_before_llama(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("this is not a model")
+    with pytest.raises(GGUFError, match="not a GGUF"):
+        Engine(bad)
+
+
+def test_close_is_idempotent(tiny_phi3: Path) -> None:
+    e = Engine(tiny_phi3, LoadOptions(n_ctx=64, n_threads=1))
+    e.close()
+    e.close()
