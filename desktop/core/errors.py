@@ -41,3 +41,11 @@ class DownloadError(BasedError):
 
 class DownloadCancelled(BasedError):
     """The user cancelled or paused a download."""
+
+
+class TemplateRefused(TemplateError):
+    """The template itself called raise_exception() for this conversation."""
+
+
+class TokenizerMismatch(BasedError):
+    """Two models do not share a tokenizer, so token-level comparisons are impossible."""

@@ -59,7 +59,7 @@ def build_tiny_model(
     n_head: int = 4,
     n_head_kv: int | None = None,
     n_ff: int = 128,
-    n_ctx: int = 512,
+    n_ctx: int = 2048,
     seed: int = 0,
     chat_template: Any = _UNSET,
     ftype: str = "f16",
