@@ -25,7 +25,7 @@ def test_reads_a_tiny_model(tiny_phi3: Path) -> None:
     assert info.finetune == "Instruct"
     assert info.architecture == "llama"
     assert info.file_type == "F16"
-    assert info.context_length == 512
+    assert info.context_length == 2048
     assert info.file_size == tiny_phi3.stat().st_size
     assert info.tokenizer_model == "llama"
     assert info.vocab_size == 32064
