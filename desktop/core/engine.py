@@ -41,9 +41,23 @@ MAX_TOP_K = 10
 _ATTR_CONTROL = 1 << 3
 
 
+_LOG_CALLBACK: Any = None
+
+
 def _llama() -> Any:
     import llama_cpp
 
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
+        # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
+        # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.
+        def _quiet(level: int, text: bytes, user_data: Any) -> None:
+            return None
+
+        import llama_cpp._logger  # noqa: F401  (installs its callback first; we replace it)
+
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
     return llama_cpp
 
 
