@@ -350,7 +350,7 @@ class Engine:
     def _logits_row(self, batch_index: int) -> np.ndarray:
         ptr = _llama().llama_get_logits_ith(self._ctx.ctx, batch_index)
         addr = ctypes.cast(ptr, ctypes.c_void_p).value
-        return np.frombuffer(self._row_type.from_address(addr), dtype=np.float32)
+        return np.frombuffer(memoryview(self._row_type.from_address(addr)), dtype=np.float32)
 
     def _reset_kv(self) -> None:
         self._ctx.kv_cache_clear()
