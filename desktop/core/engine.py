@@ -349,7 +349,7 @@ class Engine:
 
     def _logits_row(self, batch_index: int) -> np.ndarray:
         ptr = _llama().llama_get_logits_ith(self._ctx.ctx, batch_index)
-        addr = ctypes.cast(ptr, ctypes.c_void_p).value
+        addr = int(ctypes.cast(ptr, ctypes.c_void_p).value or 0)
         return np.frombuffer(memoryview(self._row_type.from_address(addr)), dtype=np.float32)
 
     def _reset_kv(self) -> None:
