@@ -11,6 +11,7 @@ An :class:`Engine` is not thread-safe: exactly one thread creates, uses and clos
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import os
 import threading
@@ -83,6 +84,58 @@ def _backend_name() -> str:
         if f"{name} = 1" in info or f"{name} :" in info or f"{name}:" in info:
             return name.title() if name != "CUDA" else "CUDA"
     return "GPU" if gpu_backend_available() else "CPU"
+
+
+class LoadCancelled(ModelLoadError):
+    """The load was aborted through the progress callback."""
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[None]:
+    """Hand llama.cpp a progress callback for the next model load.
+
+    llama-cpp-python's ``Llama`` takes no progress callback, but it builds its model parameters
+    from ``llama_model_default_params()``; for the duration of one load we return parameters with
+    our callback set. Loads are serialised so two threads never share the patch. Returning False
+    from ``progress`` makes llama.cpp abort the load.
+    """
+    if progress is None:
+        yield
+        return
+    import llama_cpp.llama_cpp as low
+
+    aborted = [False]
+
+    def _cb(p: float, _user: Any) -> bool:
+        try:
+            keep = progress(float(p)) is not False
+        except Exception:
+            keep = True
+        if not keep:
+            aborted[0] = True
+        return keep
+
+    c_cb = low.llama_progress_callback(_cb)
+    with _LOAD_LOCK:
+        orig = low.llama_model_default_params
+
+        def patched() -> Any:
+            params = orig()
+            params.progress_callback = c_cb
+            return params
+
+        low.llama_model_default_params = patched
+        try:
+            yield
+        except Exception:
+            if aborted[0]:
+                raise LoadCancelled("Loading was cancelled.") from None
+            raise
+        finally:
+            low.llama_model_default_params = orig
 
 
 class _Vocab:
@@ -182,7 +235,7 @@ class Engine:
         self,
         path: str | os.PathLike[str],
         options: LoadOptions | None = None,
-        progress: Callable[[float], None] | None = None,
+        progress: Callable[[float], bool | None] | None = None,
     ) -> None:
         from desktop.core.gguf_info import validate_gguf
 
@@ -205,29 +258,21 @@ class Engine:
         if self.gguf.context_length and n_ctx > self.gguf.context_length:
             n_ctx = self.gguf.context_length
         t0 = time.perf_counter()
-        kwargs: dict[str, Any] = {}
-        if progress is not None:
-
-            def _cb(p: float, _user: Any) -> bool:
-                try:
-                    progress(float(p))
-                except Exception:
-                    pass
-                return True
-
-            kwargs["progress_callback"] = _cb
         try:
-            self._llm = lib.Llama(
-                model_path=self.path,
-                n_ctx=n_ctx,
-                n_batch=min(512, n_ctx),
-                n_threads=n_threads,
-                n_threads_batch=n_threads,
-                n_gpu_layers=n_gpu,
-                logits_all=False,
-                seed=opts.seed,
-                verbose=False,
-            )
+            with _load_progress(progress):
+                self._llm = lib.Llama(
+                    model_path=self.path,
+                    n_ctx=n_ctx,
+                    n_batch=min(512, n_ctx),
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    n_gpu_layers=n_gpu,
+                    logits_all=False,
+                    seed=opts.seed,
+                    verbose=False,
+                )
+        except LoadCancelled:
+            raise
         except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
             raise ModelLoadError(
                 f"llama.cpp could not load {Path(self.path).name} ({exc}). The file may be damaged "

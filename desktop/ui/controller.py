@@ -1,0 +1,334 @@
+"""Runs a comparison: model workers, the prompt worker, and the UI flush timer.
+
+GUI-thread QObject. It never calls llama.cpp or reads model files itself: it only sends requests
+to workers and receives their frozen dataclasses on @Slot methods.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from desktop.core.settings import Settings
+from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams, StopReason
+from desktop.ui.pane import ModelPane, stats_line
+from desktop.workers.events import (
+    GenerationFailed,
+    GenerationFinished,
+    GenerationStarted,
+    LoadFailed,
+    LoadProgress,
+    LoadRequest,
+    ModelLoaded,
+    PromptJob,
+    PromptReport,
+)
+from desktop.workers.model_worker import ModelHost
+from desktop.workers.prompt_worker import PromptHost
+
+FLUSH_MS = 25  # ~40 Hz
+DEBOUNCE_MS = 250
+SIDES = ("base", "instruct")
+
+
+def default_run_mode(cores: int | None = None) -> str:
+    """On a small CPU, one model at a time with every core is faster than splitting the cores
+    (bench/bench_gui.py measures both); with many cores both can run side by side."""
+    n = cores if cores is not None else (os.cpu_count() or 1)
+    return "parallel" if n >= 8 else "sequential"
+
+
+class ComparisonController(QObject):
+    runningChanged = Signal(bool)
+    runFinished = Signal(int)  # run id
+    reportReady = Signal(object)  # PromptReport (for the lens and tests)
+
+    def __init__(self, settings: Settings, panes: dict[str, ModelPane], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.panes = panes
+        self.hosts = {side: ModelHost(side, self) for side in SIDES}
+        for side, host in self.hosts.items():
+            w = host.worker
+            handler = _SideHandler(self, side, self)
+            w.loadProgress.connect(handler.on_progress)
+            w.loaded.connect(handler.on_loaded)
+            w.loadFailed.connect(handler.on_load_failed)
+            w.started.connect(handler.on_started)
+            w.finished.connect(handler.on_finished)
+            w.failed.connect(handler.on_failed)
+            setattr(self, f"_handler_{side}", handler)
+        self.prompts = PromptHost(self)
+        self.prompts.worker.ready.connect(self.on_report)
+        self.paths = {"base": "", "instruct": ""}
+        self.loaded: dict[str, ModelLoaded | None] = {"base": None, "instruct": None}
+        self.load_error: dict[str, str | None] = {"base": None, "instruct": None}
+        self.load_ids = {"base": 0, "instruct": 0}
+        self._next_id = 1
+        self.run_id = 0
+        self.inspect_id = 0
+        self.pending: dict[str, GenerationRequest | None] = {"base": None, "instruct": None}
+        self.active: set[str] = set()
+        self.last_report: PromptReport | None = None
+        self.results: dict[str, GenerationFinished | None] = {"base": None, "instruct": None}
+        self.inputs: tuple[str, str, str] = ("", "", settings.base_mode)
+        self.params = SamplingParams()
+        self._flush = QTimer(self)
+        self._flush.setInterval(FLUSH_MS)
+        self._flush.timeout.connect(self.flush)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self._inspect_now)
+        self._closed = False
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    # -- run mode / threads --------------------------------------------------------------------
+
+    def effective_run_mode(self) -> str:
+        mode = self.settings.run_mode
+        return default_run_mode() if mode == "auto" else mode
+
+    def threads_per_model(self) -> int:
+        cores = os.cpu_count() or 1
+        if self.effective_run_mode() == "parallel":
+            return max(1, cores // 2)
+        return max(1, min(cores, 8))
+
+    # -- models --------------------------------------------------------------------------------
+
+    def set_model(self, side: str, path: str) -> None:
+        if self._closed:
+            return
+        self.paths[side] = path
+        self.loaded[side] = None
+        self.load_error[side] = None
+        pane = self.panes[side]
+        pane.clear_error()
+        if not path:
+            pane.set_model_info(None, None)
+            pane.set_status("")
+            return
+        load_id = self._new_id()
+        self.load_ids[side] = load_id
+        pane.set_status("Loading… 0%")
+        opts = LoadOptions(
+            n_ctx=self.settings.n_ctx, n_threads=self.threads_per_model(),
+            n_gpu_layers=self.settings.n_gpu_layers,
+        )
+        self.hosts[side].load(LoadRequest(load_id, path, opts))
+        self.schedule_inspect()
+
+    def reload_all(self) -> None:
+        for side in SIDES:
+            if self.paths[side]:
+                self.set_model(side, self.paths[side])
+
+    # -- inspector -----------------------------------------------------------------------------
+
+    def set_inputs(self, user: str, system: str, mode: str) -> None:
+        self.inputs = (user, system, mode)
+        self.schedule_inspect()
+
+    def schedule_inspect(self) -> None:
+        if not self._closed:
+            self._debounce.start()
+
+    @Slot()
+    def _inspect_now(self) -> None:
+        self.inspect_id = self._new_id()
+        self.prompts.compute(self._job(self.inspect_id))
+
+    def _job(self, request_id: int) -> PromptJob:
+        user, system, mode = self.inputs
+        return PromptJob(request_id, user, system, mode, self.paths["base"], self.paths["instruct"])
+
+    @Slot(object)
+    def on_report(self, report: PromptReport) -> None:
+        if self._closed:
+            return
+        if report.request_id not in (self.inspect_id, self.run_id):
+            return  # superseded
+        self.last_report = report
+        for sp in (report.base, report.instruct):
+            ins = self.panes[sp.side].inspector
+            if sp.inspection is not None:
+                ins.show_inspection(sp.inspection, sp.template_source_text)
+            else:
+                ins.show_error(sp.error or "")
+        self.reportReady.emit(report)
+        if report.request_id == self.run_id and self.active:
+            self._start_generation(report)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, params: SamplingParams) -> int:
+        if self._closed:
+            return 0
+        self.stop()
+        self.run_id = self._new_id()
+        self.params = params
+        self.results = {"base": None, "instruct": None}
+        self.active = {s for s in SIDES if self.paths[s]}
+        for side in SIDES:
+            pane = self.panes[side]
+            pane.start_answer()
+            if not self.paths[side]:
+                pane.show_error("Pick a model for this side first.")
+        if not self.active:
+            return self.run_id
+        self.runningChanged.emit(True)
+        self._flush.start()
+        self.prompts.compute(self._job(self.run_id))
+        return self.run_id
+
+    def _start_generation(self, report: PromptReport) -> None:
+        order = []
+        for sp in (report.base, report.instruct):
+            side = sp.side
+            if side not in self.active:
+                continue
+            if self.load_error[side]:
+                self.panes[side].show_error(self.load_error[side] or "")
+                self.active.discard(side)
+                continue
+            if sp.inspection is None:
+                self.panes[side].show_error(sp.error or "The prompt could not be built.")
+                self.active.discard(side)
+                continue
+            if not sp.inspection.fits:
+                self.panes[side].show_error(
+                    f"The prompt is {sp.inspection.token_count:,} tokens but the context holds "
+                    f"{sp.inspection.n_ctx:,}. Shorten it or raise the context size."
+                )
+                self.active.discard(side)
+                continue
+            r = sp.inspection.rendered
+            params = replace(self.params, stop=tuple(r.stop))
+            self.pending[side] = GenerationRequest(self.run_id, r.text, params, add_bos=r.add_bos)
+            order.append(side)
+        if not self.active:
+            self._done()
+            return
+        if self.effective_run_mode() == "parallel":
+            for side in order:
+                self._launch(side)
+        elif order:
+            self._launch(order[0])
+
+    def _launch(self, side: str) -> None:
+        req = self.pending.get(side)
+        if req is None:
+            return
+        self.pending[side] = None
+        self.panes[side].set_status("Waiting for the model…" if self.loaded[side] is None else "Reading the prompt…")
+        self.hosts[side].generate(req)
+
+    def stop(self) -> None:
+        for side in SIDES:
+            self.pending[side] = None
+            self.hosts[side].stop()
+
+    def side_done(self, side: str) -> None:
+        self.active.discard(side)
+        self.flush()
+        nxt = [s for s in SIDES if self.pending.get(s) is not None]
+        if nxt:
+            self._launch(nxt[0])
+        elif not self.active:
+            self._done()
+
+    def _done(self) -> None:
+        self._flush.stop()
+        self.flush()
+        self.runningChanged.emit(False)
+        self.runFinished.emit(self.run_id)
+
+    @Slot()
+    def flush(self) -> None:
+        for side in SIDES:
+            items = self.hosts[side].buffer.drain()
+            toks = [t for rid, t in items if rid == self.run_id]
+            if toks:
+                pane = self.panes[side]
+                pane.append_tokens(toks)
+                pane.set_status(f"Generating… {len(pane.answer.tokens())} tokens")
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def shutdown(self) -> bool:
+        """Stop everything: set cancel, quit(), wait(), then free. True when all threads ended."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._flush.stop()
+        self._debounce.stop()
+        ok = True
+        for host in self.hosts.values():
+            ok = host.shutdown() and ok
+        ok = self.prompts.shutdown() and ok
+        return ok
+
+
+class _SideHandler(QObject):
+    """Receives one model worker's events on the GUI thread (@Slot methods, no lambdas)."""
+
+    def __init__(self, ctl: ComparisonController, side: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.ctl = ctl
+        self.side = side
+
+    @property
+    def pane(self) -> ModelPane:
+        return self.ctl.panes[self.side]
+
+    @Slot(object)
+    def on_progress(self, ev: LoadProgress) -> None:
+        if ev.load_id == self.ctl.load_ids[self.side]:
+            self.pane.set_status(f"Loading… {ev.fraction * 100:.0f}%")
+
+    @Slot(object)
+    def on_loaded(self, ev: ModelLoaded) -> None:
+        if ev.load_id != self.ctl.load_ids[self.side]:
+            return
+        self.ctl.loaded[self.side] = ev
+        self.pane.set_model_info(ev.info, ev.gguf)
+        self.pane.set_status(f"Ready · context {ev.info.n_ctx:,} tokens · {ev.info.n_threads} threads")
+
+    @Slot(object)
+    def on_load_failed(self, ev: LoadFailed) -> None:
+        if ev.load_id != self.ctl.load_ids[self.side]:
+            return
+        self.ctl.load_error[self.side] = ev.message
+        self.pane.set_status("")
+        self.pane.set_model_info(None, None)
+        self.pane.show_error(ev.message)
+
+    @Slot(object)
+    def on_started(self, ev: GenerationStarted) -> None:
+        if ev.request_id == self.ctl.run_id:
+            self.pane.set_status("Reading the prompt…")
+
+    @Slot(object)
+    def on_finished(self, ev: GenerationFinished) -> None:
+        if ev.request_id != self.ctl.run_id:
+            return  # a superseded run
+        self.ctl.flush()
+        self.ctl.results[self.side] = ev
+        self.pane.set_status(stats_line(ev.stats))
+        if ev.stats.stop_reason is StopReason.ERROR and ev.stats.error:
+            self.pane.show_error(ev.stats.error)
+        self.ctl.side_done(self.side)
+
+    @Slot(object)
+    def on_failed(self, ev: GenerationFailed) -> None:
+        if ev.request_id != self.ctl.run_id:
+            return
+        self.pane.show_error(self.ctl.load_error[self.side] or ev.message)
+        self.pane.set_status("")
+        self.ctl.side_done(self.side)

@@ -1,0 +1,239 @@
+"""The main window: it only composes panels and wires them to the controller."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.core import paths
+from desktop.core import settings as settings_mod
+from desktop.core.settings import Settings
+from desktop.ui.controller import ComparisonController
+from desktop.ui.controls import ControlsPanel
+from desktop.ui.empty_state import EmptyState
+from desktop.ui.pane import ModelPane
+
+
+def window_state() -> QSettings:
+    """QSettings is used only for window geometry, in an ini file beside our settings."""
+    return QSettings(str(paths.config_dir() / "window.ini"), QSettings.Format.IniFormat)
+
+
+def scan_models(settings: Settings) -> list[tuple[str, str]]:
+    """(label, path) of the GGUF files Based knows about, by file name only (no file reads)."""
+    seen: dict[str, str] = {}
+    try:
+        folder = settings.resolved_models_dir()
+        for p in sorted(folder.rglob("*.gguf")):
+            if p.is_file():
+                seen[str(p)] = p.name
+    except OSError:
+        pass
+    for extra in settings.extra_model_files:
+        p = Path(extra)
+        if p.is_file():
+            seen.setdefault(str(p), p.name)
+    return [(label, path) for path, label in seen.items()]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings, notice: str | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.setWindowTitle("Based — base vs instruct")
+        self.resize(1280, 720)
+        self.setMinimumSize(900, 560)
+
+        self.tabs = QTabWidget()
+        self.setCentralWidget(self.tabs)
+        compare = QWidget()
+        lay = QVBoxLayout(compare)
+        lay.setContentsMargins(6, 6, 6, 6)
+        self.notice = QLabel(notice or "")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("QLabel { background:#fef3c7; color:#78350f; padding:6px; border-radius:4px; }")
+        self.notice.setVisible(bool(notice))
+        lay.addWidget(self.notice)
+        self.controls = ControlsPanel()
+        lay.addWidget(self.controls)
+        self.stack = QStackedWidget()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setChildrenCollapsible(False)
+        self.base_pane = ModelPane("base", "Base model (pretrained only)")
+        self.instruct_pane = ModelPane("instruct", "Instruct model (chat-tuned)")
+        self.splitter.addWidget(self.base_pane)
+        self.splitter.addWidget(self.instruct_pane)
+        self.empty = EmptyState()
+        self.stack.addWidget(self.splitter)
+        self.stack.addWidget(self.empty)
+        lay.addWidget(self.stack, 1)
+        self.tabs.addTab(compare, "Compare")
+
+        self.models_panel = self._make_models_panel()
+        if self.models_panel is not None:
+            self.tabs.addTab(self.models_panel, "Models")
+
+        self.controller = ComparisonController(
+            settings, {"base": self.base_pane, "instruct": self.instruct_pane}, self
+        )
+        self.controls.load_settings(settings)
+        self._wire()
+        self.refresh_models()
+        for side, path in (("base", settings.base_model), ("instruct", settings.instruct_model)):
+            if path:
+                self.controller.set_model(side, path)
+        self._inputs_changed()
+        self._update_empty_state()
+        self._restore_geometry()
+
+    # -- composition ---------------------------------------------------------------------------
+
+    def _make_models_panel(self) -> QWidget | None:
+        try:
+            mod = importlib.import_module("desktop.ui.models_panel")
+        except ModuleNotFoundError as exc:
+            if exc.name != "desktop.ui.models_panel":
+                raise
+            return None
+        panel: QWidget = mod.ModelsPanel(self.settings, self)
+        return panel
+
+    def _wire(self) -> None:
+        c = self.controls
+        c.runRequested.connect(self.run)
+        c.stopRequested.connect(self.stop)
+        c.inputsChanged.connect(self._inputs_changed)
+        c.runModeChanged.connect(self._run_mode_changed)
+        self.base_pane.modelChosen.connect(self._base_chosen)
+        self.instruct_pane.modelChosen.connect(self._instruct_chosen)
+        self.controller.runningChanged.connect(self._running_changed)
+        self.empty.getPairRequested.connect(self._show_models)
+        self.empty.openBaseRequested.connect(self.base_pane.open_file)
+        self.empty.openInstructRequested.connect(self.instruct_pane.open_file)
+        if self.models_panel is not None:
+            lib_changed = getattr(self.models_panel, "libraryChanged", None)
+            if lib_changed is not None:
+                lib_changed.connect(self.refresh_models)
+            pair = getattr(self.models_panel, "pairChosen", None)
+            if pair is not None:
+                pair.connect(self.use_pair)
+        self.empty.get_pair.setEnabled(self.models_panel is not None)
+        run_sc = QShortcut(QKeySequence("Ctrl+Return"), self)
+        run_sc.activated.connect(self.run)
+        stop_sc = QShortcut(QKeySequence("Escape"), self)
+        stop_sc.activated.connect(self.stop)
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    @Slot()
+    def run(self) -> None:
+        self.controls.store_settings(self.settings)
+        self.controller.run(self.controls.params())
+        self.save_settings()
+
+    @Slot()
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @Slot(bool)
+    def _running_changed(self, running: bool) -> None:
+        self.controls.set_running(running)
+
+    @Slot()
+    def _inputs_changed(self) -> None:
+        self.controller.set_inputs(
+            self.controls.prompt.toPlainText(), self.controls.system.text(), self.controls.base_mode()
+        )
+
+    @Slot(str)
+    def _run_mode_changed(self, mode: str) -> None:
+        self.settings.run_mode = mode
+        self.controller.reload_all()
+
+    @Slot(str)
+    def _base_chosen(self, path: str) -> None:
+        self.choose("base", path)
+
+    @Slot(str)
+    def _instruct_chosen(self, path: str) -> None:
+        self.choose("instruct", path)
+
+    def choose(self, side: str, path: str) -> None:
+        if side == "base":
+            self.settings.base_model = path
+        else:
+            self.settings.instruct_model = path
+        known = {p for _, p in scan_models(self.settings)}
+        if path and path not in known and path not in self.settings.extra_model_files:
+            self.settings.extra_model_files.append(path)
+        self.refresh_models()
+        self.controller.set_model(side, path)
+        self._update_empty_state()
+        self.save_settings()
+
+    @Slot(str, str)
+    def use_pair(self, base: str, instruct: str) -> None:
+        self.choose("base", base)
+        self.choose("instruct", instruct)
+        self.tabs.setCurrentIndex(0)
+
+    @Slot()
+    def refresh_models(self) -> None:
+        entries = scan_models(self.settings)
+        self.base_pane.set_models(entries, self.settings.base_model)
+        self.instruct_pane.set_models(entries, self.settings.instruct_model)
+        self._update_empty_state()
+
+    @Slot()
+    def _show_models(self) -> None:
+        if self.models_panel is not None:
+            self.tabs.setCurrentWidget(self.models_panel)
+
+    def _update_empty_state(self) -> None:
+        has_any = bool(scan_models(self.settings)) or bool(self.settings.base_model or self.settings.instruct_model)
+        self.stack.setCurrentWidget(self.splitter if has_any else self.empty)
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save_settings(self) -> None:
+        self.controls.store_settings(self.settings)
+        try:
+            settings_mod.save(self.settings)
+        except OSError as exc:
+            self.notice.setText(f"Your settings could not be saved ({exc.strerror}).")
+            self.notice.show()
+
+    def _restore_geometry(self) -> None:
+        qs = window_state()
+        geo = qs.value("geometry")
+        if isinstance(geo, QByteArray):
+            self.restoreGeometry(geo)
+        split = qs.value("splitter")
+        if isinstance(split, QByteArray):
+            self.splitter.restoreState(split)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        qs = window_state()
+        qs.setValue("geometry", self.saveGeometry())
+        qs.setValue("splitter", self.splitter.saveState())
+        self.save_settings()
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> bool:
+        ok = self.controller.shutdown()
+        if self.models_panel is not None and hasattr(self.models_panel, "shutdown"):
+            self.models_panel.shutdown()
+        return ok

@@ -1,0 +1,192 @@
+"""One side of the comparison: model picker, status, the streaming answer and its inspector."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, StreamToken
+from desktop.ui.answer_view import AnswerView
+from desktop.ui.inspector import PromptInspector
+
+OPEN_FILE = "__open__"
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1000  # type: ignore[assignment]
+    return f"{n:.1f} TB"
+
+
+class ModelPane(QWidget):
+    modelChosen = Signal(str)  # path
+
+    def __init__(self, side: str, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.side = side
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        head = QHBoxLayout()
+        label = QLabel(f"<b>{html.escape(title)}</b>")
+        head.addWidget(label)
+        self.picker = QComboBox()
+        self.picker.setMinimumContentsLength(18)
+        self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.picker.setToolTip(f"Choose the {side} model")
+        self.picker.setAccessibleName(f"{side} model")
+        self.picker.activated.connect(self._picked)
+        head.addWidget(self.picker, 1)
+        self.open_button = QPushButton("Open GGUF file…")
+        self.open_button.setToolTip("Pick a .gguf model file from your disk")
+        self.open_button.clicked.connect(self.open_file)
+        head.addWidget(self.open_button)
+        lay.addLayout(head)
+        self.info = QLabel("No model chosen")
+        self.info.setWordWrap(True)
+        self.info.setStyleSheet("color: palette(mid)")
+        lay.addWidget(self.info)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setAccessibleName(f"{side} status")
+        lay.addWidget(self.status)
+        self.error = QLabel("")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet(
+            "QLabel { color: #991b1b; background: #fee2e2; border: 1px solid #fca5a5;"
+            " border-radius: 4px; padding: 6px; }"
+        )
+        self.error.hide()
+        lay.addWidget(self.error)
+        self.tabs = QTabWidget()
+        answer_box = QWidget()
+        al = QVBoxLayout(answer_box)
+        al.setContentsMargins(0, 0, 0, 0)
+        self.answer = AnswerView()
+        al.addWidget(self.answer, 1)
+        tools = QHBoxLayout()
+        self.heatmap = QCheckBox("Probability heatmap")
+        self.heatmap.setToolTip("Colour each token by how likely the model found it (hover a token for alternatives)")
+        self.heatmap.toggled.connect(self._toggle_heatmap)
+        tools.addWidget(self.heatmap)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("color: palette(mid)")
+        tools.addWidget(self.legend, 1)
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setToolTip("Copy this answer to the clipboard")
+        self.copy_button.clicked.connect(self.copy_answer)
+        tools.addWidget(self.copy_button)
+        al.addLayout(tools)
+        self.tabs.addTab(answer_box, "Answer")
+        self.inspector = PromptInspector(side)
+        self.tabs.addTab(self.inspector, "Prompt inspector")
+        lay.addWidget(self.tabs, 1)
+        self._paths: list[str] = []
+
+    # -- model list ----------------------------------------------------------------------------
+
+    def set_models(self, entries: list[tuple[str, str]], current: str) -> None:
+        """``entries``: (label, path). Keeps ``current`` selected (adding it if needed)."""
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        self._paths = []
+        if current and current not in [p for _, p in entries]:
+            entries = [(Path(current).name, current), *entries]
+        if not entries:
+            self.picker.addItem("No models yet", "")
+        for label, path in entries:
+            self.picker.addItem(label, path)
+            self.picker.setItemData(self.picker.count() - 1, path, 3)  # tooltip role
+            self._paths.append(path)
+        self.picker.addItem("Open GGUF file…", OPEN_FILE)
+        idx = self.picker.findData(current) if current else 0
+        self.picker.setCurrentIndex(max(idx, 0))
+        self.picker.blockSignals(False)
+
+    def current_path(self) -> str:
+        data = self.picker.currentData()
+        return data if isinstance(data, str) and data != OPEN_FILE else ""
+
+    @Slot(int)
+    def _picked(self, index: int) -> None:
+        data = self.picker.itemData(index)
+        if data == OPEN_FILE:
+            self.open_file()
+        elif data:
+            self.modelChosen.emit(str(data))
+
+    @Slot()
+    def open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, f"Open a {self.side} model", str(Path.home()), "GGUF models (*.gguf);;All files (*)"
+        )
+        if path:
+            self.modelChosen.emit(path)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def set_model_info(self, info: LoadedModelInfo | None, gguf: GGUFInfo | None) -> None:
+        if gguf is None:
+            self.info.setText("No model loaded")
+            return
+        where = info.backend if info else "?"
+        bits = [gguf.name, gguf.file_type or "?", gguf.size_label or "", human_size(gguf.file_size), where]
+        text = " · ".join(b for b in bits if b)
+        if info and info.note:
+            text += f" — {info.note}"
+        self.info.setText(text)
+        self.info.setToolTip(gguf.path)
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def show_error(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.show()
+
+    def clear_error(self) -> None:
+        self.error.hide()
+        self.error.setText("")
+
+    def start_answer(self) -> None:
+        self.answer.clear_answer()
+        self.clear_error()
+
+    def append_tokens(self, tokens: list[StreamToken]) -> None:
+        self.answer.append_tokens(tokens)
+
+    def finish(self, stats: GenerationStats) -> None:
+        self.set_status(stats_line(stats))
+
+    @Slot()
+    def copy_answer(self) -> None:
+        QGuiApplication.clipboard().setText(self.answer.text())
+
+    @Slot(bool)
+    def _toggle_heatmap(self, on: bool) -> None:
+        self.answer.set_heatmap(on)
+        self.legend.setText(self.answer.legend)
+
+
+def stats_line(stats: GenerationStats) -> str:
+    return (
+        f"{stats.prompt_tokens:,} prompt tokens · first token after {stats.time_to_first_token_s:.2f} s · "
+        f"{stats.generated_tokens:,} tokens at {stats.tokens_per_second:.1f} tok/s · "
+        f"{stats.stop_reason.words}"
+    )

@@ -1,0 +1,81 @@
+"""Plain frozen data that workers hand to the UI. Never widgets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from desktop.core.prompts import PromptInspection
+from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, LoadOptions, StreamToken
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    load_id: int
+    path: str
+    options: LoadOptions
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    load_id: int
+    fraction: float
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    load_id: int
+    info: LoadedModelInfo
+    gguf: GGUFInfo
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    load_id: int
+    message: str
+
+
+@dataclass(frozen=True)
+class GenerationStarted:
+    request_id: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationFinished:
+    request_id: int
+    text: str
+    tokens: tuple[StreamToken, ...]
+    stats: GenerationStats
+
+
+@dataclass(frozen=True)
+class GenerationFailed:
+    request_id: int
+    message: str
+
+
+@dataclass(frozen=True)
+class PromptJob:
+    """What the inspector worker renders: both sides' prompts for one conversation."""
+
+    request_id: int
+    user: str
+    system: str
+    base_mode: str
+    base_path: str
+    instruct_path: str
+
+
+@dataclass(frozen=True)
+class SidePrompt:
+    side: str  # "base" | "instruct"
+    inspection: PromptInspection | None
+    error: str | None
+    template_source_text: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptReport:
+    request_id: int
+    base: SidePrompt
+    instruct: SidePrompt

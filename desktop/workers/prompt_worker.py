@@ -1,0 +1,102 @@
+"""Renders and tokenizes both sides' prompts off the GUI thread, for the inspector and for Run."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from desktop.core.engine import tokenize_file
+from desktop.core.errors import BasedError
+from desktop.core.gguf_info import validate_gguf
+from desktop.core.prompts import (
+    BaseMode,
+    Conversation,
+    PromptInspection,
+    RenderedPrompt,
+    inspect_prompt,
+    render_base,
+    render_instruct,
+)
+from desktop.core.types import GGUFInfo
+from desktop.workers.events import PromptJob, PromptReport, SidePrompt
+from desktop.workers.threads import new_thread
+
+DEFAULT_N_CTX = 4096
+
+
+def _inspect(info: GGUFInfo, rendered: RenderedPrompt, n_ctx: int) -> PromptInspection:
+    return inspect_prompt(
+        rendered,
+        lambda text, add_bos: tokenize_file(info.path, text, add_bos),
+        bos_token_id=info.bos_token_id,
+        n_ctx=n_ctx,
+    )
+
+
+def build_report(job: PromptJob, n_ctx: int = DEFAULT_N_CTX) -> PromptReport:
+    """Plain function (no Qt) so it is testable and reusable by the self-test."""
+    conv = Conversation(job.user, job.system or None)
+    infos: dict[str, GGUFInfo | None] = {"base": None, "instruct": None}
+    errors: dict[str, str | None] = {"base": None, "instruct": None}
+    for side, path in (("base", job.base_path), ("instruct", job.instruct_path)):
+        if not path:
+            errors[side] = "Pick a model for this side."
+            continue
+        try:
+            infos[side] = validate_gguf(path)
+        except BasedError as exc:
+            errors[side] = str(exc)
+
+    def side_prompt(side: str) -> SidePrompt:
+        info = infos[side]
+        if info is None:
+            return SidePrompt(side, None, errors[side])
+        ctx = min(n_ctx, info.context_length) if info.context_length else n_ctx
+        try:
+            if side == "instruct":
+                rendered = render_instruct(info, conv, merge_system_if_refused=True)
+            else:
+                rendered = render_base(BaseMode(job.base_mode), conv, base=info, twin=infos["instruct"])
+            return SidePrompt(side, _inspect(info, rendered, ctx), None, rendered.template.text)
+        except BasedError as exc:
+            return SidePrompt(side, None, str(exc))
+        except Exception as exc:  # never let a stranger's template kill the worker
+            return SidePrompt(side, None, f"The prompt could not be built ({exc}).")
+
+    return PromptReport(job.request_id, side_prompt("base"), side_prompt("instruct"))
+
+
+class PromptWorker(QObject):
+    ready = Signal(object)
+
+    def __init__(self, n_ctx: int = DEFAULT_N_CTX) -> None:
+        super().__init__()
+        self.n_ctx = n_ctx
+
+    @Slot(object)
+    def compute(self, job: PromptJob) -> None:
+        self.ready.emit(build_report(job, self.n_ctx))
+
+
+class PromptHost(QObject):
+    """GUI-side owner of the prompt worker thread."""
+
+    _compute = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.qthread = new_thread("prompt-inspector")
+        self.worker = PromptWorker()
+        self.worker.moveToThread(self.qthread)
+        self._compute.connect(self.worker.compute)
+        self.qthread.start()
+        self._alive = True
+
+    def compute(self, job: PromptJob) -> None:
+        self._compute.emit(job)
+
+    def shutdown(self, timeout_ms: int = 3000) -> bool:
+        if not self._alive:
+            return True
+        self._alive = False
+        self.qthread.quit()
+        return bool(self.qthread.wait(timeout_ms))

@@ -1,0 +1,27 @@
+"""A registry of the QThreads Based starts, so shutdown and tests can check none is left."""
+
+from __future__ import annotations
+
+import weakref
+
+from PySide6.QtCore import QThread
+
+_THREADS: weakref.WeakSet[QThread] = weakref.WeakSet()
+
+
+def new_thread(name: str) -> QThread:
+    t = QThread()
+    t.setObjectName(name)
+    _THREADS.add(t)
+    return t
+
+
+def running_threads() -> list[str]:
+    out = []
+    for t in list(_THREADS):
+        try:
+            if t.isRunning():
+                out.append(t.objectName())
+        except RuntimeError:  # the C++ object is gone
+            continue
+    return out
