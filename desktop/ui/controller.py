@@ -230,8 +230,11 @@ class ComparisonController(QObject):
         self.hosts[side].generate(req)
 
     def stop(self) -> None:
+        """Cancel running generations and drop the ones not started yet."""
         for side in SIDES:
-            self.pending[side] = None
+            if self.pending[side] is not None:
+                self.pending[side] = None
+                self.active.discard(side)
             self.hosts[side].stop()
 
     def side_done(self, side: str) -> None:
