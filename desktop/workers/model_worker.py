@@ -9,6 +9,8 @@ Shutdown order (ModelHost.shutdown): set cancel, quit(), wait(), then free.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -54,6 +56,20 @@ class ScoreJob:
     top_k: int
 
 
+def lower_this_threads_priority(step: int = 5) -> None:
+    """Give the calling worker thread (and the compute threads it spawns, which inherit it) a
+    higher nice value, so the GUI thread wins the CPU when both want it. Linux only; a no-op
+    elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + step))
+    except (OSError, AttributeError):
+        pass
+
+
 class ModelWorker(QObject):
     """Lives on its own thread. All slots run there."""
 
@@ -70,9 +86,13 @@ class ModelWorker(QObject):
         super().__init__()
         self.engine: Engine | None = None
         self.buffer = buffer
+        self._niced = False
 
     @Slot(object, object)
     def load(self, req: LoadRequest, cancel: threading.Event) -> None:
+        if not self._niced:
+            lower_this_threads_priority()
+            self._niced = True
         self.free()
         if cancel.is_set():
             return
