@@ -59,7 +59,7 @@ def render_png(svg: Path, size: int) -> bytes:
     data = QByteArray()
     buf = QBuffer(data)
     buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buf, "PNG")
+    image.save(buf, "PNG")  # type: ignore[call-overload]  # the stubs say bytes; str works
     buf.close()
     return bytes(data.data())
 
