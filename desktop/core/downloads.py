@@ -1,0 +1,574 @@
+"""Resumable, verified downloads of single files from Hugging Face. No Qt here.
+
+``download(spec, on_progress, cancel)`` uses huggingface_hub's own helpers for the URL
+(``hf_hub_url``), the metadata (``get_hf_file_metadata``: size, etag, commit, CDN location), the
+auth and user agent (``build_hf_headers``) and its shared HTTP client (``get_session()``: requests
+in 0.x, httpx in 1.x, httpx2 in 2.x), but fetches the bytes itself with ``Range: bytes=N-``:
+huggingface_hub deletes its partial file when a call fails, and its Xet path ignores exceptions
+raised from progress callbacks.
+
+On disk, next to the final file:
+
+- ``<name>.incomplete``: the bytes received so far (written as they arrive, so a killed process
+  keeps them);
+- ``<name>.incomplete.json``: repo, revision, commit, etag, size and sha256 of what is being
+  fetched. A later call (even after a restart) continues with a Range request for the missing
+  bytes when the remote etag and size are unchanged, and starts over otherwise.
+
+The sha256 (the LFS etag, or ``spec.expected_sha256``) is checked before the file gets its final
+name with ``os.replace``; a half-written or unverified file never has a ``.gguf`` name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from desktop.core import hub
+from desktop.core.errors import DownloadCancelled, DownloadError
+from desktop.core.paths import default_models_dir
+
+CHUNK = 1 << 20  # largest piece read from the socket at once
+READ_TIMEOUT_S = 1.0  # a socket read waits at most this long, so cancel is seen within ~1 s
+CONNECT_TIMEOUT_S = 10.0
+METADATA_TIMEOUT_S = 10.0
+STALL_LIMIT_S = 60.0  # no byte for this long: give up with a timeout sentence (partial kept)
+MAX_RETRIES = 5  # dropped connections in a row without progress before giving up
+PROGRESS_INTERVAL_S = 0.1
+DISK_MARGIN = 64 << 20
+SIDECAR_VERSION = 1
+PARTIAL_SUFFIX = ".incomplete"
+SIDECAR_SUFFIX = ".incomplete.json"
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    """One file to fetch. ``dest_dir / filename`` is where it ends up."""
+
+    repo_id: str
+    filename: str
+    revision: str = "main"
+    dest_dir: Path = field(default_factory=default_models_dir)
+    expected_size: int | None = None
+    expected_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    done_bytes: int
+    total_bytes: int
+    speed_bps: float
+    eta_s: float | None
+    resumed_from: int
+
+
+@dataclass(frozen=True)
+class PartialInfo:
+    """A partial download that a later ``download()`` call continues."""
+
+    repo_id: str
+    filename: str
+    revision: str
+    done_bytes: int
+    total_bytes: int
+    sha256: str | None
+    path: Path  # the .incomplete file
+
+
+# ----- paths ----------------------------------------------------------------------------------
+
+
+def _target(dest_dir: Path, filename: str) -> Path:
+    rel = PurePosixPath(filename.replace("\\", "/"))
+    if not filename or rel.is_absolute() or any(p in ("", ".", "..") for p in rel.parts):
+        raise DownloadError(f"{filename!r} is not a file name Based can save: pick another file.")
+    return Path(dest_dir).joinpath(*rel.parts)
+
+
+def _partial_path(final: Path) -> Path:
+    return final.with_name(final.name + PARTIAL_SUFFIX)
+
+
+def _sidecar_path(final: Path) -> Path:
+    return final.with_name(final.name + SIDECAR_SUFFIX)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("version") == SIDECAR_VERSION else None
+
+
+def _write_sidecar(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def partial_downloads(dest_dir: Path) -> list[PartialInfo]:
+    """Resumable partial downloads under ``dest_dir`` (searched recursively), by file name."""
+    out: list[PartialInfo] = []
+    root = Path(dest_dir)
+    if not root.is_dir():
+        return out
+    for side in sorted(root.rglob("*" + SIDECAR_SUFFIX)):
+        data = _read_sidecar(side)
+        if not data:
+            continue
+        part = side.with_name(side.name[: -len(".json")])
+        try:
+            if _target(root, str(data["filename"])) != side.with_name(side.name[: -len(SIDECAR_SUFFIX)]):
+                continue
+            done = part.stat().st_size if part.is_file() else 0
+        except (DownloadError, KeyError, OSError):
+            continue
+        out.append(
+            PartialInfo(
+                repo_id=str(data.get("repo_id", "")),
+                filename=str(data["filename"]),
+                revision=str(data.get("revision") or "main"),
+                done_bytes=done,
+                total_bytes=int(data.get("size") or 0),
+                sha256=data.get("sha256"),
+                path=part,
+            )
+        )
+    return out
+
+
+def discard_partial(dest_dir: Path, filename: str) -> None:
+    """Delete a partial download and its sidecar (nothing happens when there is none)."""
+    final = _target(Path(dest_dir), filename)
+    for p in (_partial_path(final), _sidecar_path(final)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+# ----- one download at a time per file --------------------------------------------------------
+
+_ACTIVE: set[Path] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _claim(final: Path) -> Iterator[None]:
+    key = final.resolve()
+    with _ACTIVE_LOCK:
+        if key in _ACTIVE:
+            raise DownloadError(f"{final.name} is already being downloaded: wait for it to finish.")
+        _ACTIVE.add(key)
+    try:
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(key)
+
+
+# ----- HTTP over huggingface_hub's own client -------------------------------------------------
+
+
+@dataclass
+class _Remote:
+    url: str  # where the bytes are (the CDN location for LFS files)
+    size: int
+    etag: str | None
+    commit: str | None
+    sha256: str | None
+    git_sha1: str | None
+
+
+def _metadata(spec: DownloadSpec, headers: dict[str, str]) -> _Remote:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    endpoint = hub.hub_endpoint()
+    url = hf_hub_url(spec.repo_id, spec.filename, revision=spec.revision, endpoint=endpoint)
+    kwargs = hub.supported_kwargs(
+        get_hf_file_metadata,
+        timeout=METADATA_TIMEOUT_S,
+        headers=headers,
+        endpoint=endpoint,
+        library_name="based",
+    )
+    try:
+        meta = get_hf_file_metadata(url, **kwargs)
+    except Exception as exc:
+        raise hub.explain_http_error(exc, spec.repo_id, spec.filename) from exc
+    size = meta.size if meta.size is not None else spec.expected_size
+    if size is None:
+        raise DownloadError(
+            f"Hugging Face did not say how big {spec.filename} is, so Based cannot check it: "
+            "try again later."
+        )
+    etag = (meta.etag or "").strip('"').lower() or None
+    if etag and etag.startswith("w/"):
+        etag = etag[2:].strip('"')
+    sha256 = etag if etag and _SHA256_RE.match(etag) else None
+    git_sha1 = etag if etag and _SHA1_RE.match(etag) else None
+    location = meta.location or url
+    return _Remote(location, int(size), etag, meta.commit_hash, sha256, git_sha1)
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+@dataclass
+class _Response:
+    status: int
+    headers: Any
+    pieces: Iterator[bytes]
+
+
+@contextlib.contextmanager
+def _get(url: str, headers: dict[str, str]) -> Iterator[_Response]:
+    """A streamed GET through huggingface_hub's shared client, whatever library it is."""
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    session: Any = get_session()
+    if hasattr(session, "stream"):  # httpx (huggingface_hub 1.x) or httpx2 (2.x)
+        mod: Any = importlib.import_module(type(session).__module__.split(".")[0])
+        timeout = mod.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S)
+        with session.stream(
+            "GET", url, headers=headers, timeout=timeout, follow_redirects=True
+        ) as r:
+            if r.status_code >= 400:
+                r.read()
+                hf_raise_for_status(r)
+            yield _Response(r.status_code, r.headers, r.iter_raw())
+        return
+    # requests (huggingface_hub 0.x)
+    r = session.get(
+        url,
+        headers=headers,
+        stream=True,
+        timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+        allow_redirects=True,
+    )
+    try:
+        if r.status_code >= 400:
+            hf_raise_for_status(r)
+        raw = r.raw
+        pieces: Iterator[bytes]
+        if hasattr(raw, "read1"):  # urllib3 2: whatever arrived, up to CHUNK
+
+            def read1() -> Iterator[bytes]:
+                while True:
+                    data = raw.read1(CHUNK)
+                    if not data:
+                        return
+                    yield data
+
+            pieces = read1()
+        else:
+            pieces = raw.stream(64 << 10, decode_content=False)
+        yield _Response(r.status_code, r.headers, pieces)
+    finally:
+        r.close()
+
+
+# ----- progress -------------------------------------------------------------------------------
+
+
+class _Progress:
+    def __init__(
+        self, cb: Callable[[DownloadProgress], None] | None, total: int, resumed_from: int
+    ) -> None:
+        self.cb = cb
+        self.total = total
+        self.resumed_from = resumed_from
+        self.last_emit = 0.0
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def update(self, done: int, *, force: bool = False) -> None:
+        if self.cb is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_emit < PROGRESS_INTERVAL_S:
+            return
+        self.last_emit = now
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[0][0] > 3.0:
+            self.samples.popleft()
+        t0, d0 = self.samples[0]
+        speed = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
+        remaining = max(self.total - done, 0)
+        eta = remaining / speed if speed > 0 else (0.0 if remaining == 0 else None)
+        self.cb(DownloadProgress(done, self.total, speed, eta, self.resumed_from))
+
+
+# ----- the download ---------------------------------------------------------------------------
+
+
+class _Hashes:
+    def __init__(self, size: int, git: bool) -> None:
+        self.size = size
+        self.sha256 = hashlib.sha256()
+        self.git = hashlib.sha1(b"blob %d\0" % size) if git else None
+
+    def reset(self) -> None:
+        self.__init__(self.size, self.git is not None)  # type: ignore[misc]
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.sha256.update(data)
+        if self.git is not None:
+            self.git.update(data)
+
+
+def _hash_existing(path: Path, hashes: _Hashes, n: int, cancel: threading.Event) -> None:
+    with path.open("rb") as fh:
+        left = n
+        while left > 0:
+            if cancel.is_set():
+                raise DownloadCancelled(f"The download of {path.name} was paused: resume it later.")
+            data = fh.read(min(8 * CHUNK, left))
+            if not data:
+                break
+            hashes.update(data)
+            left -= len(data)
+
+
+def _check_disk(dest_dir: Path, name: str, need: int) -> None:
+    try:
+        free = shutil.disk_usage(dest_dir).free
+    except OSError:
+        return
+    if need + DISK_MARGIN > free:
+        raise DownloadError(
+            f"Not enough free disk space for {name}: it needs {human_bytes(need + DISK_MARGIN)} "
+            f"but only {human_bytes(free)} is free in {dest_dir}; free some space or choose "
+            "another models folder in Settings."
+        )
+
+
+def download(
+    spec: DownloadSpec,
+    on_progress: Callable[[DownloadProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """Fetch ``spec`` into ``spec.dest_dir``, continuing any partial file; return the final path.
+
+    Raises :class:`DownloadCancelled` when ``cancel`` is set (the partial file is kept) and
+    :class:`DownloadError` (one sentence) for everything else. Exceptions raised by
+    ``on_progress`` propagate and also keep the partial file. Safe to call from several threads
+    for different files.
+    """
+    cancel = cancel if cancel is not None else threading.Event()
+    final = _target(spec.dest_dir, spec.filename)
+    with _claim(final):
+        return _download(spec, final, on_progress, cancel)
+
+
+def _cancelled(name: str) -> DownloadCancelled:
+    return DownloadCancelled(
+        f"The download of {name} was paused; start it again to continue where it stopped."
+    )
+
+
+def _download(
+    spec: DownloadSpec,
+    final: Path,
+    on_progress: Callable[[DownloadProgress], None] | None,
+    cancel: threading.Event,
+) -> Path:
+    name = final.name
+    if cancel.is_set():
+        raise _cancelled(name)
+    hub.prepare_client(f"download {name}")
+    from huggingface_hub.utils import build_hf_headers
+
+    try:
+        headers = dict(build_hf_headers(library_name="based"))
+    except Exception as exc:
+        raise hub.explain_http_error(exc, spec.repo_id, spec.filename) from exc
+    remote = _metadata(spec, headers)
+    expected_sha = (spec.expected_sha256 or "").lower() or None
+    if expected_sha and remote.sha256 and expected_sha != remote.sha256:
+        raise DownloadError(
+            f"{spec.filename} in {spec.repo_id} has changed on Hugging Face since the list was "
+            "made: refresh the list and download it again."
+        )
+    sha256 = expected_sha or remote.sha256
+    git_sha1 = None if sha256 else remote.git_sha1
+    if not sha256 and not git_sha1:
+        raise DownloadError(
+            f"Hugging Face gave no checksum for {spec.filename}, so Based cannot verify it: "
+            "try again later or pick another file."
+        )
+    if spec.expected_size is not None and spec.expected_size != remote.size:
+        raise DownloadError(
+            f"{spec.filename} in {spec.repo_id} has changed size on Hugging Face since the list "
+            "was made: refresh the list and download it again."
+        )
+    size = remote.size
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part, side = _partial_path(final), _sidecar_path(final)
+    state = {
+        "version": SIDECAR_VERSION,
+        "repo_id": spec.repo_id,
+        "filename": spec.filename,
+        "revision": spec.revision,
+        "commit": remote.commit,
+        "etag": remote.etag,
+        "size": size,
+        "sha256": sha256,
+        "git_sha1": git_sha1,
+    }
+    old = _read_sidecar(side) if part.exists() else None
+    keys = ("repo_id", "filename", "etag", "size", "sha256", "git_sha1")
+    offset = part.stat().st_size if part.is_file() else 0
+    if old is None or any(old.get(k) != state[k] for k in keys) or offset > size:
+        offset = 0  # nothing to continue, or the remote file changed: start over
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+    _check_disk(final.parent, name, size - offset)
+    _write_sidecar(side, state)
+
+    hashes = _Hashes(size, git_sha1 is not None)
+    if offset:
+        _hash_existing(part, hashes, offset, cancel)
+    progress = _Progress(on_progress, size, offset)
+    progress.update(offset, force=True)
+
+    get_headers = dict(headers)
+    get_headers["Accept-Encoding"] = "identity"
+    if not _same_origin(remote.url, hub.hub_endpoint()):
+        get_headers.pop("authorization", None)
+        get_headers.pop("Authorization", None)
+
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        offset = _fetch(spec, remote.url, get_headers, fd, offset, size, hashes, progress, cancel)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    progress.update(offset, force=True)
+
+    if sha256:
+        ok = hashes.sha256.hexdigest() == sha256
+    else:
+        ok = hashes.git is not None and hashes.git.hexdigest() == git_sha1
+    if not ok:
+        discard_partial(spec.dest_dir, spec.filename)
+        raise DownloadError(
+            f"{spec.filename} arrived damaged (its sha256 does not match Hugging Face's): it was "
+            "deleted; download it again."
+        )
+    os.replace(part, final)
+    with contextlib.suppress(FileNotFoundError):
+        side.unlink()
+    return final
+
+
+def _fetch(
+    spec: DownloadSpec,
+    url: str,
+    headers: dict[str, str],
+    fd: int,
+    offset: int,
+    size: int,
+    hashes: _Hashes,
+    progress: _Progress,
+    cancel: threading.Event,
+) -> int:
+    """Append bytes from ``offset`` to ``size``; reconnect (Range) after drops and stalls."""
+    name = Path(spec.filename).name
+    failures = 0
+    last_byte = time.monotonic()
+    while offset < size:
+        if cancel.is_set():
+            raise _cancelled(name)
+        h = dict(headers)
+        if offset:
+            h["Range"] = f"bytes={offset}-"
+        start_offset = offset
+        try:
+            with _get(url, h) as r:
+                if r.status == 206:
+                    m = _CONTENT_RANGE_RE.match(str(r.headers.get("Content-Range") or ""))
+                    if not m or int(m.group(1)) != offset:
+                        raise DownloadError(
+                            f"Hugging Face sent the wrong part of {name}: discard the partial "
+                            "download and start it again."
+                        )
+                elif r.status == 200:
+                    if offset:  # the server ignored Range: start over from byte 0
+                        offset = 0
+                        hashes.reset()
+                        start_offset = 0
+                    os.ftruncate(fd, 0)
+                else:
+                    raise DownloadError(
+                        f"Hugging Face answered {r.status} for {name}: try again later."
+                    )
+                os.lseek(fd, offset, os.SEEK_SET)
+                for piece in r.pieces:
+                    if not piece:
+                        continue
+                    if offset + len(piece) > size:
+                        raise DownloadError(
+                            f"Hugging Face sent more bytes than {name} should have: discard the "
+                            "partial download and start it again."
+                        )
+                    view = memoryview(piece)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    hashes.update(piece)
+                    offset += len(piece)
+                    last_byte = time.monotonic()
+                    progress.update(offset)
+                    if cancel.is_set():
+                        raise _cancelled(name)
+            if offset < size:  # the body ended early without an error from the library
+                raise ConnectionResetError("connection closed before the end of the body")
+        except (DownloadError, DownloadCancelled):
+            raise
+        except Exception as exc:
+            if cancel.is_set():
+                raise _cancelled(name) from exc
+            timeout = hub.is_timeout(exc)
+            if not (timeout or hub.is_dropped_connection(exc)):
+                raise hub.explain_http_error(exc, spec.repo_id, spec.filename) from exc
+            if timeout:
+                progress.update(offset)  # the speed falls to 0 while nothing arrives
+            if timeout and time.monotonic() - last_byte > STALL_LIMIT_S:
+                raise DownloadError(
+                    f"Hugging Face stopped sending {name}: check your internet connection and "
+                    "try again; the download continues where it stopped."
+                ) from exc
+            if not timeout:
+                failures = 0 if offset > start_offset else failures + 1
+                if failures > MAX_RETRIES:
+                    raise hub.explain_http_error(exc, spec.repo_id, spec.filename) from exc
+                if cancel.wait(min(0.2 * failures, 2.0)):
+                    raise _cancelled(name) from exc
+    return offset
