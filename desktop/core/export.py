@@ -1,0 +1,429 @@
+"""Export a comparison to Markdown, self-contained HTML or JSON, and re-run it from JSON.
+
+The JSON export holds everything needed to reproduce a comparison: both models (name, file name,
+SHA-256), the exact prompts each model received, every sampling parameter, the seed, the load
+options, the tokens (with log-probabilities and top alternatives) and the stats. :func:`rerun`
+checks the files' SHA-256 and runs both models again with the same settings.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from desktop.core.errors import BasedError
+from desktop.core.history import (
+    AnswerRecord,
+    ComparisonRecord,
+    HistoryError,
+    file_sha256,
+    now_iso,
+)
+from desktop.core.types import GenerationResult, SamplingParams, StreamToken
+
+if TYPE_CHECKING:
+    from desktop.core.prompts import Conversation
+    from desktop.core.shift import ShiftResult
+    from desktop.core.types import LoadOptions
+
+FORMAT_VERSION = 1
+
+
+class ModelFileChanged(BasedError):
+    """A model file to re-run with is not the one the comparison was made with."""
+
+
+class ExportError(BasedError):
+    """A file to import is not a Based comparison."""
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+
+
+def to_json(record: ComparisonRecord) -> str:
+    d = {"format": "based-comparison", "format_version": FORMAT_VERSION, **record.to_json_dict()}
+    return json.dumps(d, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+
+
+def load_json(text: str) -> ComparisonRecord:
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"This file is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+    if not isinstance(d, dict) or d.get("format") != "based-comparison":
+        raise ExportError("This JSON file is not a comparison exported by Based.")
+    if int(d.get("format_version", 0)) > FORMAT_VERSION:
+        raise ExportError(
+            "This comparison was exported by a newer version of Based; update Based to open it."
+        )
+    try:
+        return ComparisonRecord.from_json_dict(d)
+    except HistoryError as exc:
+        raise ExportError(str(exc)) from None
+
+
+# -- Markdown ------------------------------------------------------------------------------------
+
+
+def _fence(text: str) -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    f = "`" * max(3, longest + 1)
+    return f"{f}text\n{text}\n{f}"
+
+
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _stats_line(stats: dict[str, Any]) -> str:
+    if not stats:
+        return ""
+    return (f"{stats.get('prompt_tokens', 0)} prompt tokens, {stats.get('generated_tokens', 0)} "
+            f"generated at {float(stats.get('tokens_per_second', 0.0)):.1f} tok/s. "
+            f"{stats.get('stop_reason_words', '')}").strip()
+
+
+def _shift_shares(shift: dict[str, Any] | None) -> str:
+    if not shift:
+        return ""
+    s = shift.get("summary", {})
+    text = (f"{100 * float(s.get('unshifted', 0)):.1f}% unshifted, "
+            f"{100 * float(s.get('marginal', 0)):.1f}% marginal, "
+            f"{100 * float(s.get('shifted', 0)):.1f}% shifted "
+            f"({s.get('n_tokens', 0)} tokens)")
+    if s.get("note"):
+        text += f". {s['note']}"
+    return text
+
+
+def to_markdown(record: ComparisonRecord) -> str:
+    r = record
+    lines = [
+        f"# Based comparison, {r.created}",
+        "",
+        "| | Base | Instruct |",
+        "|---|---|---|",
+        f"| Model | {_md_cell(r.base.name)} | {_md_cell(r.instruct.name)} |",
+        f"| File | {_md_cell(r.base.file)} | {_md_cell(r.instruct.file)} |",
+        f"| SHA-256 | `{r.base.sha256}` | `{r.instruct.sha256}` |",
+        f"| Quantization | {_md_cell(r.base.quant or '?')} | {_md_cell(r.instruct.quant or '?')} |",
+        f"| Prompt | {_md_cell(r.base_mode)} mode | chat template |",
+        "",
+        "## Settings",
+        "",
+        *(f"- {k}: `{v}`" for k, v in sorted(r.params.items())),
+        f"- seed: `{r.seed}`",
+        *(f"- {k}: `{v}`" for k, v in sorted(r.load.items())),
+        "",
+    ]
+    if r.system:
+        lines += ["## System prompt", "", _fence(r.system), ""]
+    lines += ["## Message", "", _fence(r.user), ""]
+    for side, ans, prompt, name in (
+        ("Base", r.base_answer, r.base_prompt, r.base.name),
+        ("Instruct", r.instruct_answer, r.instruct_prompt, r.instruct.name),
+    ):
+        lines += [f"## {side} answer ({name})", "", _fence(ans.text), ""]
+        if ans.stats:
+            lines += [f"_{_stats_line(ans.stats)}_", ""]
+        lines += ["<details><summary>Exact prompt</summary>", "", _fence(prompt), "",
+                  "</details>", ""]
+    if r.shift:
+        lines += ["## Token shift", "", _shift_shares(r.shift), ""]
+        top = r.shift.get("summary", {}).get("top_shifted", [])
+        if top:
+            lines += ["Most frequent shifted tokens: " + ", ".join(
+                f"`{_md_cell(json.dumps(t['piece'], ensure_ascii=False))}` x{t['count']}"
+                for t in top[:10]), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:70em;
+  padding:0 1em;color:#1d232a;background:#fff}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccd;padding:.25em .6em;
+  text-align:left;vertical-align:top}th{background:#f2f4f7}
+pre,.answer{white-space:pre-wrap;word-wrap:break-word;font:14px/1.55 ui-monospace,Menlo,Consolas,
+  monospace;background:#f7f8fa;border:1px solid #dde;border-radius:6px;padding:.7em}
+.tok{border-radius:2px}.tok.special{color:#778;font-style:italic}
+.legend{display:flex;gap:.6em;flex-wrap:wrap;align-items:center;font-size:13px;margin:.3em 0}
+.legend span{padding:0 .4em;border-radius:3px}
+.cols{display:grid;grid-template-columns:1fr 1fr;gap:1em}
+.note{color:#8a5a00}.muted{color:#667}
+details summary{cursor:pointer;color:#446}
+"""
+
+
+def esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def prob_color(logprob: float) -> str:
+    """Background for a token of probability exp(logprob): red (unlikely) to green (likely)."""
+    p = math.exp(logprob) if math.isfinite(logprob) else 0.0
+    p = min(1.0, max(0.0, p))
+    return f"hsl({int(round(120 * p))},75%,82%)"
+
+
+def _alts_title(top: Sequence[Any]) -> str:
+    return "; ".join(f"{json.dumps(a.piece, ensure_ascii=False)} {math.exp(a.logprob):.3f}"
+                     for a in top if math.isfinite(a.logprob))
+
+
+def _tok_text(t: StreamToken, last: bool) -> tuple[str, bool]:
+    if t.text:
+        return t.text, False
+    if last and t.piece:
+        return t.piece, True  # e.g. the end-of-turn token, shown dimmed
+    return "", False
+
+
+def tokens_html(tokens: Sequence[StreamToken], shift: ShiftResult | None = None) -> str:
+    """An answer as coloured spans: by the chosen token's probability, or, when ``shift`` is
+    given, by its shift class (title attributes carry the top-k)."""
+    by_index = {t.index: t for t in shift.tokens} if shift is not None else {}
+    out: list[str] = []
+    for i, t in enumerate(tokens):
+        text, special = _tok_text(t, i == len(tokens) - 1)
+        if not text:
+            continue
+        cls = "tok special" if special else "tok"
+        if shift is not None:
+            st = by_index.get(t.index)
+            if st is None:
+                out.append(f'<span class="{cls}">{esc(text)}</span>')
+                continue
+            title = (f"{st.cls.value}: rank {st.rank} under the base model "
+                     f"(p={math.exp(st.base_logprob):.3f}); base top: {_alts_title(st.base_top)}")
+            color = st.cls.color
+        else:
+            title = f"p={math.exp(t.logprob):.3f}; top: {_alts_title(t.top)}"
+            color = prob_color(t.logprob)
+        out.append(f'<span class="{cls}" style="background:{color}" title="{esc(title)}">'
+                   f"{esc(text)}</span>")
+    return "".join(out)
+
+
+def prob_legend() -> str:
+    stops = [(0.05, "5%"), (0.25, "25%"), (0.5, "50%"), (0.75, "75%"), (1.0, "100%")]
+    spans = "".join(f'<span style="background:{prob_color(math.log(p))}">{lab}</span>'
+                    for p, lab in stops)
+    return f'<div class="legend"><b>Probability of the chosen token:</b>{spans}</div>'
+
+
+def shift_legend() -> str:
+    from desktop.core.shift import ShiftClass
+
+    spans = "".join(f'<span style="background:{c.color}" title="{esc(c.words)}">{c.label}</span>'
+                    for c in ShiftClass)
+    return ('<div class="legend"><b>Rank of the instruct token under the base model:</b>'
+            f"{spans}<span class=\"muted\">unshifted = rank 1, marginal = 2-3, shifted = 4+"
+            "</span></div>")
+
+
+def _html_page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def to_html(record: ComparisonRecord, shift: ShiftResult | None = None) -> str:
+    """One self-contained page: inline CSS, no scripts, no external resources."""
+    from desktop.core.shift import ShiftResult
+
+    r = record
+    if shift is None and r.shift:
+        try:
+            shift = ShiftResult.from_json_dict(r.shift)
+        except (KeyError, TypeError, ValueError):
+            shift = None
+    rows = [("Model", r.base.name, r.instruct.name), ("File", r.base.file, r.instruct.file),
+            ("SHA-256", r.base.sha256, r.instruct.sha256),
+            ("Quantization", r.base.quant or "?", r.instruct.quant or "?"),
+            ("Prompt", f"{r.base_mode} mode", "chat template")]
+    table = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td><td>{esc(c)}</td></tr>"
+                    for a, b, c in rows)
+    settings = ", ".join(f"{esc(k)}={esc(v)}" for k, v in sorted(r.params.items()))
+    load = ", ".join(f"{esc(k)}={esc(v)}" for k, v in sorted(r.load.items()))
+    parts = [
+        f"<h1>Based comparison</h1><p class=\"muted\">{esc(r.created)}"
+        f"{' &middot; Based ' + esc(r.app_version) if r.app_version else ''}</p>",
+        f"<table><tr><th></th><th>Base</th><th>Instruct</th></tr>{table}</table>",
+        f"<p><b>Settings:</b> {settings}, seed={esc(r.seed)}"
+        f"{'; ' + load if load else ''}</p>",
+    ]
+    if r.system:
+        parts.append(f"<h2>System prompt</h2><pre>{esc(r.system)}</pre>")
+    parts.append(f"<h2>Message</h2><pre>{esc(r.user)}</pre>")
+    parts.append(prob_legend())
+    cols = []
+    for side, ans, prompt, name in (("Base", r.base_answer, r.base_prompt, r.base.name),
+                                    ("Instruct", r.instruct_answer, r.instruct_prompt,
+                                     r.instruct.name)):
+        body = tokens_html(ans.tokens) if ans.tokens else esc(ans.text)
+        cols.append(
+            f"<div><h2>{side}: {esc(name)}</h2><div class=\"answer\">{body}</div>"
+            f"<p class=\"muted\">{esc(_stats_line(ans.stats))}</p>"
+            f"<details><summary>Exact prompt</summary><pre>{esc(prompt)}</pre></details></div>"
+        )
+    parts.append(f"<div class=\"cols\">{''.join(cols)}</div>")
+    if shift is not None:
+        s = shift.summary
+        parts.append("<h2>Where did post-training change the answer?</h2>")
+        parts.append(shift_legend())
+        note = f'<p class="note">{esc(s.note)}</p>' if s.note else ""
+        parts.append(
+            f"<p>{esc(_shift_shares({'summary': s.to_json_dict()}))}</p>{note}"
+            f"<div class=\"answer\">{tokens_html(r.instruct_answer.tokens, shift)}</div>"
+        )
+        if s.top_shifted:
+            items = ", ".join(f"<code>{esc(json.dumps(p, ensure_ascii=False))}</code> &times;{c}"
+                              for p, c in s.top_shifted[:10])
+            parts.append(f"<p><b>Most frequent shifted tokens:</b> {items}</p>")
+    return _html_page(f"Based: {r.user[:60]}", "\n".join(parts))
+
+
+# -- re-run --------------------------------------------------------------------------------------
+
+
+def _check_file(label: str, ref_sha: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise ModelFileChanged(
+            f"The {label} model file {Path(path).name} was not found; pass the path to the same "
+            "file the comparison was made with."
+        )
+    sha = file_sha256(path)
+    if sha != ref_sha:
+        raise ModelFileChanged(
+            f"{Path(path).name} is not the file this comparison was made with (its SHA-256 "
+            f"starts {sha[:12]}, the recorded one {ref_sha[:12]}), so the outputs would not be "
+            "reproducible; use the original file."
+        )
+
+
+def _run_pair(
+    base_path: str,
+    instruct_path: str,
+    prompts: dict[str, tuple[str, bool, SamplingParams]],
+    opts: LoadOptions,
+    cancel: threading.Event,
+) -> dict[str, GenerationResult]:
+    """Generate both sides (base first), loading each file once; same file twice loads once."""
+    from desktop.core.engine import Engine
+    from desktop.core.types import GenerationRequest
+
+    out: dict[str, GenerationResult] = {}
+    same = os.path.abspath(base_path) == os.path.abspath(instruct_path)
+    engine: Engine | None = None
+    try:
+        for side, path in (("base", base_path), ("instruct", instruct_path)):
+            if engine is None or not same:
+                if engine is not None:
+                    engine.close()
+                engine = Engine(path, opts)
+            text, add_bos, params = prompts[side]
+            out[side] = engine.generate(GenerationRequest(1, text, params, add_bos=add_bos), cancel)
+    finally:
+        if engine is not None:
+            engine.close()
+    return out
+
+
+def run_comparison(
+    base_path: str | os.PathLike[str],
+    instruct_path: str | os.PathLike[str],
+    conv: Conversation,
+    *,
+    base_mode: str = "urial",
+    params: SamplingParams | None = None,
+    load: LoadOptions | None = None,
+    cancel: threading.Event | None = None,
+) -> ComparisonRecord:
+    """Run one comparison headless (as the window does) and return its record."""
+    from desktop.core.gguf_info import validate_gguf
+    from desktop.core.history import ModelRef, make_record
+    from desktop.core.prompts import BaseMode, render_base, render_instruct
+    from desktop.core.types import LoadOptions
+
+    binfo, iinfo = validate_gguf(base_path), validate_gguf(instruct_path)
+    bprompt = render_base(BaseMode(base_mode), conv, base=binfo, twin=iinfo)
+    iprompt = render_instruct(iinfo, conv, merge_system_if_refused=True)
+    params = params or SamplingParams()
+    load = load or LoadOptions(n_ctx=2048, seed=params.seed)
+    res = _run_pair(
+        str(base_path), str(instruct_path),
+        {"base": (bprompt.text, bprompt.add_bos, replace(params, stop=bprompt.stop)),
+         "instruct": (iprompt.text, iprompt.add_bos, replace(params, stop=iprompt.stop))},
+        load, cancel or threading.Event(),
+    )
+    return make_record(
+        base=ModelRef.from_path(base_path, binfo), instruct=ModelRef.from_path(instruct_path, iinfo),
+        user=conv.user, system=conv.system, base_mode=BaseMode(base_mode).value,
+        base_prompt=bprompt, instruct_prompt=iprompt, params=params, base_result=res["base"],
+        instruct_result=res["instruct"], load=load,
+    )
+
+
+def rerun(
+    record: ComparisonRecord,
+    *,
+    base_path: str | os.PathLike[str] | None = None,
+    instruct_path: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    cancel: threading.Event | None = None,
+) -> ComparisonRecord:
+    """Run both models again with the same files (checked by SHA-256), prompts, parameters and
+    seed; returns the new record. The shift view is not recomputed (``shift`` is None)."""
+    from desktop.core.types import LoadOptions
+
+    bp = str(base_path or record.base.path)
+    ip = str(instruct_path or record.instruct.path)
+    _check_file("base", record.base.sha256, bp)
+    _check_file("instruct", record.instruct.sha256, ip)
+    load = record.load
+    opts = LoadOptions(
+        n_ctx=int(load.get("n_ctx", 4096)),
+        n_threads=threads or load.get("n_threads"),
+        n_gpu_layers=int(load.get("n_gpu_layers", 0)),
+        seed=int(load.get("seed", record.seed)),
+    )
+    res = _run_pair(
+        bp, ip,
+        {"base": (record.base_prompt, record.base_answer.add_bos, record.sampling("base")),
+         "instruct": (record.instruct_prompt, record.instruct_answer.add_bos,
+                      record.sampling("instruct"))},
+        opts, cancel or threading.Event(),
+    )
+    answers = {
+        side: AnswerRecord(r.text, r.tokens, r.stats.to_dict(), old.add_bos, old.stop)
+        for side, r, old in (("base", res["base"], record.base_answer),
+                             ("instruct", res["instruct"], record.instruct_answer))
+    }
+    return replace(
+        record,
+        created=now_iso(),
+        base=replace(record.base, path=bp),
+        instruct=replace(record.instruct, path=ip),
+        base_answer=answers["base"],
+        instruct_answer=answers["instruct"],
+        shift=None,
+    )
+
+
+def same_outputs(a: ComparisonRecord, b: ComparisonRecord) -> bool:
+    """Whether two records hold the same generated token ids and texts on both sides."""
+    return all(
+        x.text == y.text and [t.id for t in x.tokens] == [t.id for t in y.tokens]
+        for x, y in ((a.base_answer, b.base_answer), (a.instruct_answer, b.instruct_answer))
+    )
