@@ -72,6 +72,7 @@ class ComparisonController(QObject):
         self.pending: dict[str, GenerationRequest | None] = {"base": None, "instruct": None}
         self.active: set[str] = set()
         self.last_report: PromptReport | None = None
+        self.run_report: PromptReport | None = None  # the report the current run was built from
         self.results: dict[str, GenerationFinished | None] = {"base": None, "instruct": None}
         self.inputs: tuple[str, str, str] = ("", "", settings.base_mode)
         self.params = SamplingParams()
@@ -155,6 +156,8 @@ class ComparisonController(QObject):
         if report.request_id not in (self.inspect_id, self.run_id):
             return  # superseded
         self.last_report = report
+        if report.request_id == self.run_id:
+            self.run_report = report
         for sp in (report.base, report.instruct):
             ins = self.panes[sp.side].inspector
             if sp.inspection is not None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QDialog,
     QLabel,
     QMainWindow,
     QSplitter,
@@ -23,7 +23,10 @@ from desktop.core.settings import Settings
 from desktop.ui.controller import ComparisonController
 from desktop.ui.controls import ControlsPanel
 from desktop.ui.empty_state import EmptyState
+from desktop.ui.history_panel import HistoryPanel
+from desktop.ui.lens import LensBar, LensController
 from desktop.ui.pane import ModelPane
+from desktop.workers.history_worker import HistoryHost
 
 
 def window_state() -> QSettings:
@@ -32,20 +35,10 @@ def window_state() -> QSettings:
 
 
 def scan_models(settings: Settings) -> list[tuple[str, str]]:
-    """(label, path) of the GGUF files Based knows about, by file name only (no file reads)."""
-    seen: dict[str, str] = {}
-    try:
-        folder = settings.resolved_models_dir()
-        for p in sorted(folder.rglob("*.gguf")):
-            if p.is_file():
-                seen[str(p)] = p.name
-    except OSError:
-        pass
-    for extra in settings.extra_model_files:
-        p = Path(extra)
-        if p.is_file():
-            seen.setdefault(str(p), p.name)
-    return [(label, path) for path, label in seen.items()]
+    """(label, path) of the GGUF files Based knows about: directory listings only, no file reads."""
+    from desktop.core.library import list_local_models
+
+    return [(m.label, m.path) for m in list_local_models(settings)]
 
 
 class MainWindow(QMainWindow):
@@ -68,6 +61,8 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.notice)
         self.controls = ControlsPanel()
         lay.addWidget(self.controls)
+        self.lens_bar = LensBar()
+        lay.addWidget(self.lens_bar)
         self.stack = QStackedWidget()
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setChildrenCollapsible(False)
@@ -84,10 +79,17 @@ class MainWindow(QMainWindow):
         self.models_panel = self._make_models_panel()
         if self.models_panel is not None:
             self.tabs.addTab(self.models_panel, "Models")
+        self.history_host = HistoryHost(self)
+        self.history_panel = HistoryPanel(self.history_host)
+        self.tabs.addTab(self.history_panel, "History")
 
         self.controller = ComparisonController(
             settings, {"base": self.base_pane, "instruct": self.instruct_pane}, self
         )
+        self.lens = LensController(self.controller, self.controls, self.instruct_pane, self.history_host,
+                                   self.lens_bar, self)
+        self.gallery: QDialog | None = None
+        self.report_dialog: QDialog | None = None
         self.controls.load_settings(settings)
         self._wire()
         self.refresh_models()
@@ -130,6 +132,9 @@ class MainWindow(QMainWindow):
             if pair is not None:
                 pair.connect(self.use_pair)
         self.empty.get_pair.setEnabled(self.models_panel is not None)
+        self.lens_bar.examples.clicked.connect(self.show_gallery)
+        self.lens_bar.report.clicked.connect(self.show_report)
+        self.tabs.currentChanged.connect(self._tab_changed)
         run_sc = QShortcut(QKeySequence("Ctrl+Return"), self)
         run_sc.activated.connect(self.run)
         stop_sc = QShortcut(QKeySequence("Escape"), self)
@@ -146,6 +151,26 @@ class MainWindow(QMainWindow):
     @Slot()
     def stop(self) -> None:
         self.controller.stop()
+
+    @Slot()
+    def show_gallery(self) -> None:
+        from desktop.ui.gallery import GalleryDialog
+
+        self.gallery = GalleryDialog(self)
+        self.gallery.exampleChosen.connect(self.lens.load_example)  # type: ignore[attr-defined]
+        self.gallery.open()
+
+    @Slot()
+    def show_report(self) -> None:
+        from desktop.ui.report_dialog import ReportDialog
+
+        self.report_dialog = ReportDialog(self.settings.base_model, self.settings.instruct_model, self)
+        self.report_dialog.open()
+
+    @Slot(int)
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.history_panel:
+            self.history_panel.refresh()
 
     @Slot(bool)
     def _running_changed(self, running: bool) -> None:
@@ -234,6 +259,9 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> bool:
         ok = self.controller.shutdown()
+        if self.report_dialog is not None:
+            self.report_dialog.done(0)
+        ok = self.history_host.shutdown() and ok
         if self.models_panel is not None and hasattr(self.models_panel, "shutdown"):
             self.models_panel.shutdown()
         return ok

@@ -56,6 +56,26 @@ class ScoreJob:
     top_k: int
 
 
+@dataclass(frozen=True)
+class ShiftJob:
+    """Score the instruct answer under the base model (this worker's model) after ``prompt``."""
+
+    request_id: int
+    instruct_path: str
+    prompt: str  # the text the base model sees first (chat prompt or base-mode prompt)
+    add_bos: bool
+    tokens: tuple[StreamToken, ...]  # the instruct answer
+    greedy: bool
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class ShiftDone:
+    request_id: int
+    result: object | None  # desktop.core.shift.ShiftResult
+    error: str = ""
+
+
 def lower_this_threads_priority(step: int = 5) -> None:
     """Give the calling worker thread (and the compute threads it spawns, which inherit it) a
     higher nice value, so the GUI thread wins the CPU when both want it. Linux only; a no-op
@@ -81,6 +101,7 @@ class ModelWorker(QObject):
     failed = Signal(object)
     scored = Signal(object, object)  # request_id, list[ScoredToken] | str error
     tokenized = Signal(object, object)  # request_id, list[int] | str error
+    shifted = Signal(object)  # ShiftDone
 
     def __init__(self, buffer: StreamBuffer) -> None:
         super().__init__()
@@ -156,6 +177,26 @@ class ModelWorker(QObject):
             return
         self.scored.emit(job.request_id, res)
 
+    @Slot(object, object)
+    def shift(self, job: ShiftJob, cancel: threading.Event) -> None:
+        from desktop.core.shift import analyze_shift, require_compatible
+
+        if self.engine is None:
+            self.shifted.emit(ShiftDone(job.request_id, None, "The base model is not loaded."))
+            return
+        try:
+            require_compatible(self.engine.path, job.instruct_path)
+            ids = self.engine.tokenize_ids(job.prompt, job.add_bos)
+            res = analyze_shift(self.engine, ids, list(job.tokens), top_k=job.top_k, cancel=cancel,
+                                greedy=job.greedy)
+        except BasedError as exc:
+            self.shifted.emit(ShiftDone(job.request_id, None, str(exc)))
+            return
+        except Exception as exc:
+            self.shifted.emit(ShiftDone(job.request_id, None, f"The token-shift analysis failed ({exc})."))
+            return
+        self.shifted.emit(ShiftDone(job.request_id, res))
+
     @Slot(object, object, bool)
     def tokenize(self, request_id: object, text: object, add_bos: bool) -> None:
         if self.engine is None:
@@ -176,6 +217,7 @@ class ModelHost(QObject):
     _load = Signal(object, object)
     _generate = Signal(object, object)
     _score = Signal(object, object)
+    _shift = Signal(object, object)
 
     def __init__(self, name: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -187,6 +229,7 @@ class ModelHost(QObject):
         self._load.connect(self.worker.load)
         self._generate.connect(self.worker.generate)
         self._score.connect(self.worker.score)
+        self._shift.connect(self.worker.shift)
         self.qthread.start()
         self._alive = True
 
@@ -205,6 +248,9 @@ class ModelHost(QObject):
 
     def score(self, job: ScoreJob) -> None:
         self._score.emit(job, self._fresh_cancel())
+
+    def shift(self, job: ShiftJob) -> None:
+        self._shift.emit(job, self._fresh_cancel())
 
     def stop(self) -> None:
         self.cancel.set()

@@ -1,0 +1,160 @@
+"""History: every comparison, saved locally, browsable and searchable, with export."""
+
+from __future__ import annotations
+
+import html
+from typing import Any, cast
+
+from PySide6.QtCore import QTimer, Slot
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTextBrowser,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.workers.history_worker import HistoryEvent, HistoryHost
+
+FORMATS = {"md": "Markdown (*.md)", "html": "Web page (*.html)", "json": "JSON, re-runnable (*.json)"}
+
+
+class HistoryPanel(QWidget):
+    def __init__(self, host: HistoryHost, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.host.worker.happened.connect(self._on_event)
+        self._search_id = 0
+        self._load_id = 0
+        self.current: Any = None
+        self.current_id = 0
+        lay = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("Search prompts and answers…")
+        self.query.setToolTip("Searches every saved comparison")
+        row.addWidget(self.query, 1)
+        lay.addLayout(row)
+        split = QSplitter()
+        self.list = QTreeWidget()
+        self.list.setHeaderLabels(["When", "Prompt", "Base", "Instruct"])
+        self.list.setRootIsDecorated(False)
+        self.list.setToolTip("Saved comparisons, newest first")
+        split.addWidget(self.list)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.view = QTextBrowser()
+        rl.addWidget(self.view, 1)
+        buttons = QHBoxLayout()
+        self.export_buttons = {}
+        for fmt, label in (("md", "Export Markdown…"), ("html", "Export HTML…"), ("json", "Export JSON…")):
+            b = QPushButton(label)
+            b.setToolTip(f"Save this comparison as {FORMATS[fmt].split(' (')[0]}")
+            b.setEnabled(False)
+            b.setProperty("fmt", fmt)
+            b.clicked.connect(self._export_clicked)
+            buttons.addWidget(b)
+            self.export_buttons[fmt] = b
+        self.delete = QPushButton("Delete")
+        self.delete.setToolTip("Delete this comparison from history")
+        self.delete.setEnabled(False)
+        self.delete.clicked.connect(self._delete)
+        buttons.addStretch(1)
+        buttons.addWidget(self.delete)
+        rl.addLayout(buttons)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        rl.addWidget(self.status)
+        split.addWidget(right)
+        split.setSizes([480, 640])
+        lay.addWidget(split, 1)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(self.refresh)
+        self.query.textChanged.connect(self._debounce.start)
+        self.list.currentItemChanged.connect(self._selected)
+
+    @Slot()
+    def refresh(self) -> None:
+        self._search_id = self.host.search(self.query.text())
+
+    @Slot(QTreeWidgetItem, QTreeWidgetItem)
+    def _selected(self, cur: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
+        if cur is None:
+            return
+        self._load_id = self.host.load(int(cur.data(0, 256)))
+
+    @Slot()
+    def _export_clicked(self) -> None:
+        btn = self.sender()
+        fmt = str(btn.property("fmt")) if btn is not None else "json"
+        if self.current is None:
+            return
+        stem = f"comparison-{self.current_id}"
+        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", f"{stem}.{fmt}", FORMATS[fmt])
+        if path:
+            self.export_to(fmt, path)
+
+    def export_to(self, fmt: str, path: str) -> None:
+        self.host.export(self.current, fmt, path)
+
+    @Slot()
+    def _delete(self) -> None:
+        if self.current_id:
+            self.host.delete(self.current_id)
+
+    @Slot(object)
+    def _on_event(self, ev: HistoryEvent) -> None:
+        if ev.kind == "saved":
+            self.refresh()
+        elif ev.kind == "rows" and ev.query_id == self._search_id:
+            self.list.clear()
+            for r in ev.payload:  # type: ignore[attr-defined]
+                item = QTreeWidgetItem([r.created.replace("T", " ")[:16], r.user.replace("\n", " ")[:80],
+                                        r.base_name, r.instruct_name])
+                item.setData(0, 256, r.id)
+                self.list.addTopLevelItem(item)
+            self.list.resizeColumnToContents(0)
+        elif ev.kind == "record" and ev.query_id == self._load_id:
+            rid, rec = cast(tuple[int, Any], ev.payload)
+            self.current, self.current_id = rec, rid
+            self.view.setHtml(_record_html(rec))
+            for b in self.export_buttons.values():
+                b.setEnabled(True)
+            self.delete.setEnabled(True)
+        elif ev.kind == "deleted":
+            self.current, self.current_id = None, 0
+            self.view.clear()
+            for b in self.export_buttons.values():
+                b.setEnabled(False)
+            self.delete.setEnabled(False)
+            self.refresh()
+        elif ev.kind in ("exported", "error"):
+            self.status.setText(ev.message)
+            self.status.setStyleSheet("color:#991b1b" if ev.kind == "error" else "")
+
+
+def _record_html(rec: Any) -> str:
+    def esc(t: object) -> str:
+        return html.escape(str(t)).replace("\n", "<br>")
+
+    shift = ""
+    if rec.shift:
+        s = rec.shift.get("summary", {})
+        shift = (f"<p><b>Token shift</b>: unshifted {s.get('unshifted', 0):.0%}, marginal "
+                 f"{s.get('marginal', 0):.0%}, shifted {s.get('shifted', 0):.0%}</p>")
+    return (
+        f"<p style='color:gray'>{esc(rec.created)} · seed {rec.seed} · base mode {esc(rec.base_mode)}</p>"
+        f"<p><b>You</b>: {esc(rec.user)}</p>"
+        + (f"<p><b>System</b>: {esc(rec.system)}</p>" if rec.system else "")
+        + f"<h4>Base — {esc(rec.base.name)}</h4><p>{esc(rec.base_answer.text)}</p>"
+        f"<h4>Instruct — {esc(rec.instruct.name)}</h4><p>{esc(rec.instruct_answer.text)}</p>{shift}"
+    )

@@ -1,0 +1,239 @@
+"""The alignment lens: token shift on the instruct pane, guided examples, history and reports.
+
+A GUI-thread QObject that plugs into the comparison controller; it sends work to the base model's
+worker (scoring) and to the history thread, and only ever receives frozen data on @Slot methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
+
+from desktop.core.shift import ShiftClass, ShiftResult
+from desktop.core.types import GenerationResult, LoadOptions, SamplingParams
+from desktop.ui.controller import ComparisonController
+from desktop.ui.controls import ControlsPanel
+from desktop.ui.pane import ModelPane
+from desktop.ui.shift_view import LEGEND, ShiftPanel, overlay_for
+from desktop.workers.history_worker import HistoryEvent, HistoryHost, SaveJob
+from desktop.workers.model_worker import ShiftDone, ShiftJob
+
+
+class LensBar(QWidget):
+    """Buttons above the panes: guided examples, the report, export of the current comparison."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(4, 0, 4, 0)
+        self.examples = QPushButton("Guided examples…")
+        self.examples.setToolTip("Curated prompts that each show a known base/instruct difference")
+        self.report = QPushButton("Alignment report…")
+        self.report.setToolTip("Run the token-shift analysis over a prompt set into an HTML report")
+        self.export = QPushButton("Export…")
+        self.export.setToolTip("Save the last comparison as Markdown, HTML or JSON")
+        self.export.setEnabled(False)
+        self.note = QLabel("")
+        self.note.setStyleSheet("color: palette(mid)")
+        row.addWidget(self.examples)
+        row.addWidget(self.report)
+        row.addWidget(self.export)
+        row.addWidget(self.note, 1)
+
+
+class LensController(QObject):
+    shiftReady = Signal(object)  # ShiftResult (for tests)
+    saved = Signal(int)  # history id
+
+    def __init__(self, ctl: ComparisonController, controls: ControlsPanel, instruct_pane: ModelPane,
+                 history: HistoryHost, bar: LensBar, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.ctl = ctl
+        self.controls = controls
+        self.pane = instruct_pane
+        self.history = history
+        self.bar = bar
+        self.panel = ShiftPanel()
+        self.pane.tabs.addTab(self.panel, "Token shift")
+        self.panel.set_prompt_source(ctl.settings.shift_prompt_source)
+        self.shift_id = 0
+        self.result: ShiftResult | None = None
+        self.last_record_id = 0
+        self.auto_analyze = False
+        self._saved_for_run = 0
+        ctl.runFinished.connect(self.on_run_finished)
+        ctl.runningChanged.connect(self.on_running)
+        ctl.hosts["base"].worker.shifted.connect(self.on_shifted)
+        history.worker.happened.connect(self.on_history)
+        self.panel.analyzeRequested.connect(self.analyze)
+        self.panel.rerunGreedyRequested.connect(self.rerun_greedy)
+        self.panel.sourceChanged.connect(self.on_source)
+        bar.export.clicked.connect(self.export_current)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    @Slot(bool)
+    def on_running(self, running: bool) -> None:
+        if running:
+            self.shift_id += 1  # anything in flight is superseded
+            self.result = None
+            self.panel.reset("Running…", False)
+
+    def _run_report(self) -> object | None:
+        rep = self.ctl.run_report
+        return rep if rep is not None and rep.request_id == self.ctl.run_id else None
+
+    @Slot(int)
+    def on_run_finished(self, run_id: int) -> None:
+        if run_id != self.ctl.run_id:
+            return
+        inst = self.ctl.results.get("instruct")
+        base = self.ctl.results.get("base")
+        if inst is None or not inst.tokens:
+            self.panel.reset("The token-shift view needs an instruct answer; run a comparison first.", False)
+        else:
+            self.panel.reset("Ready: press Analyse to see where post-training changed this answer.", True)
+        self._save_history(base, inst)
+        if self.auto_analyze and inst is not None and inst.tokens:
+            self.auto_analyze = False
+            self.analyze()
+
+    def _save_history(self, base: object, inst: object) -> None:
+        rep = self._run_report()
+        if rep is None or base is None or inst is None or self._saved_for_run == self.ctl.run_id:
+            return
+        b_ins, i_ins = rep.base.inspection, rep.instruct.inspection  # type: ignore[attr-defined]
+        if b_ins is None or i_ins is None:
+            return
+        self._saved_for_run = self.ctl.run_id
+        user, system, mode = self.ctl.inputs
+        loaded = self.ctl.loaded
+        s = self.ctl.settings
+
+        def result(ev: object) -> GenerationResult:
+            return GenerationResult(ev.request_id, ev.text, ev.tokens, ev.stats)  # type: ignore[attr-defined]
+
+        self.history.save(SaveJob(
+            self.ctl.run_id, self.ctl.paths["base"], self.ctl.paths["instruct"],
+            loaded["base"].gguf if loaded["base"] else None,
+            loaded["instruct"].gguf if loaded["instruct"] else None,
+            user, system or None, mode, b_ins.rendered, i_ins.rendered, self.ctl.params,
+            result(base), result(inst),
+            LoadOptions(n_ctx=s.n_ctx, n_threads=self.ctl.threads_per_model(), n_gpu_layers=s.n_gpu_layers),
+        ))
+
+    @Slot(object)
+    def on_history(self, ev: HistoryEvent) -> None:
+        if ev.kind == "saved" and ev.query_id == self.ctl.run_id:
+            self.last_record_id = int(ev.payload)  # type: ignore[call-overload]
+            self.bar.export.setEnabled(True)
+            self.bar.note.setText("Saved to history.")
+            self.saved.emit(self.last_record_id)
+        elif ev.kind == "error" and ev.query_id == self.ctl.run_id:
+            self.bar.note.setText(ev.message)
+        elif ev.kind == "record" and ev.query_id == self._export_query:
+            _rid, rec = cast(tuple[int, Any], ev.payload)
+            if self.result is not None and getattr(rec, "shift", None) is None:
+                from dataclasses import replace
+
+                rec = replace(rec, shift=self.result.to_json_dict())
+            self.history.export(rec, self._export_fmt, self._export_path)
+        elif ev.kind == "exported":
+            self.bar.note.setText(ev.message)
+
+    _export_query = -1
+    _export_fmt = "json"
+    _export_path = ""
+
+    @Slot()
+    def export_current(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(
+            self.bar, "Export comparison", "comparison.html",
+            "Web page (*.html);;Markdown (*.md);;JSON, re-runnable (*.json)")
+        if path:
+            self.export_to(path)
+
+    def export_to(self, path: str) -> None:
+        fmt = "md" if path.endswith(".md") else "json" if path.endswith(".json") else "html"
+        self._export_fmt, self._export_path = fmt, path
+        self._export_query = self.history.load(self.last_record_id)
+
+    # -- token shift -----------------------------------------------------------------------------
+
+    @Slot(str)
+    def on_source(self, key: str) -> None:
+        self.ctl.settings.shift_prompt_source = key
+        if self.result is not None:
+            self.analyze()
+
+    @Slot()
+    def analyze(self) -> None:
+        inst = self.ctl.results.get("instruct")
+        rep = self._run_report()
+        if inst is None or not inst.tokens or rep is None:
+            self.panel.show_error("Run a comparison first: the view scores the instruct answer.")
+            return
+        if self.ctl.loaded["base"] is None:
+            self.panel.show_error(self.ctl.load_error["base"] or "The base model is not loaded.")
+            return
+        source = self.panel.prompt_source()
+        side = rep.instruct if source == "chat" else rep.base  # type: ignore[attr-defined]
+        if side.inspection is None:
+            self.panel.show_error(side.error or "That prompt could not be built.")
+            return
+        r = side.inspection.rendered
+        self.shift_id += 1
+        p: SamplingParams = self.ctl.params
+        greedy = p.temperature <= 0 or p.top_k == 1
+        self.panel.reset("Scoring the instruct answer under the base model…", False)
+        self.ctl.hosts["base"].shift(ShiftJob(self.shift_id, self.ctl.paths["instruct"], r.text, r.add_bos,
+                                              tuple(inst.tokens), greedy))
+
+    @Slot(object)
+    def on_shifted(self, done: ShiftDone) -> None:
+        if done.request_id != self.shift_id:
+            return  # superseded
+        if done.result is None:
+            self.panel.show_error(done.error)
+            return
+        res: ShiftResult = done.result  # type: ignore[assignment]
+        self.result = res
+        self.panel.analyze.setEnabled(True)
+        self.panel.show_result(res)
+        answer = self.pane.answer
+        classes, tips = overlay_for(res, len(answer.tokens()))
+        colors = {c.value: QColor(c.color) for c in ShiftClass}
+        answer.set_overlay(classes, colors, tips, LEGEND)  # type: ignore[arg-type]
+        self.pane.legend.setText(LEGEND)
+        self.shiftReady.emit(res)
+
+    def clear_overlay(self) -> None:
+        self.pane.answer.set_overlay(None, {}, None, "")
+        self.pane.legend.setText("")
+
+    @Slot()
+    def rerun_greedy(self) -> None:
+        i = self.controls.preset.findData("deterministic")
+        self.controls.preset.setCurrentIndex(i)
+        self.controls._preset_chosen(i)
+        self.auto_analyze = True
+        self.controls.runRequested.emit()
+
+    # -- guided examples -------------------------------------------------------------------------
+
+    @Slot(object)
+    def load_example(self, ex: object) -> None:
+        c = self.controls
+        c.prompt.setPlainText(ex.user)  # type: ignore[attr-defined]
+        c.system.setText(ex.system or "")  # type: ignore[attr-defined]
+        idx = c.mode.findData(ex.base_mode.value)  # type: ignore[attr-defined]
+        if idx >= 0:
+            c.mode.setCurrentIndex(idx)
+        i = c.preset.findData("deterministic")
+        c.preset.setCurrentIndex(i)
+        c._preset_chosen(i)
+        c.max_tokens.setValue(int(ex.max_tokens))  # type: ignore[attr-defined]
+        self.bar.note.setText(ex.what_to_look_for)  # type: ignore[attr-defined]

@@ -1,0 +1,485 @@
+"""The Models view: curated twins, any Hugging Face repo, downloads, and the models on this machine.
+
+It composes small widgets and talks to Hugging Face only through ``DownloadHost`` (worker threads).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.core import settings as settings_mod
+from desktop.core.catalog import CatalogError, CatalogPair, load_catalog
+from desktop.core.fit import Verdict, assess_fit
+from desktop.core.gguf_info import human_bytes
+from desktop.core.library import describe_removal, list_local_models, remove_model, repo_dir
+from desktop.core.settings import Settings
+from desktop.ui.downloads_view import DownloadsView
+from desktop.ui.hub_browser import HubBrowser
+from desktop.workers.download_worker import DownloadHost, DownloadJob, DownloadUpdate, HubAnswer
+
+VERDICT_COLOUR = {Verdict.FITS: "#15803d", Verdict.TIGHT: "#b45309", Verdict.TOO_BIG: "#b91c1c"}
+
+
+class ModelsPanel(QWidget):
+    libraryChanged = Signal()
+    pairChosen = Signal(str, str)
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.host = DownloadHost(self)
+        self.host.worker.update.connect(self._on_update)
+        self.host.hub.answer.connect(self._on_answer)
+        self.jobs: dict[int, DownloadJob] = {}
+        self.pair_jobs: dict[str, dict[str, int]] = {}  # pair id -> side -> job id
+        self.done_paths: dict[int, str] = {}
+        self._search_id = 0
+        self._files_id = 0
+        self._token_id = 0
+        try:
+            self.pairs: list[CatalogPair] = load_catalog()
+            catalog_error = ""
+        except CatalogError as exc:
+            self.pairs, catalog_error = [], str(exc)
+
+        outer = QHBoxLayout(self)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        outer.addWidget(split)
+
+        # left: where to get models
+        self.sources = QTabWidget()
+        self.sources.addTab(self._build_catalog(catalog_error), "Curated pairs")
+        self.browser = HubBrowser()
+        self.browser.searchRequested.connect(self._search)
+        self.browser.filesRequested.connect(self._list_files)
+        self.browser.downloadRequested.connect(self._download_remote)
+        self.sources.addTab(self.browser, "Any Hugging Face model")
+        split.addWidget(self.sources)
+
+        # right: this machine and the downloads
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self._build_library(), 3)
+        box = QGroupBox("Downloads")
+        bl = QVBoxLayout(box)
+        self.downloads = DownloadsView()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.downloads)
+        bl.addWidget(scroll)
+        rl.addWidget(box, 2)
+        rl.addWidget(self._build_token_row())
+        split.addWidget(right)
+        split.setSizes([560, 560])
+        self.refresh_library()
+        self._restore_partials()
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _build_catalog(self, error: str) -> QWidget:
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        self.catalog = QTreeWidget()
+        self.catalog.setHeaderLabels(["Pair", "Download", "Licence", "This machine"])
+        self.catalog.setRootIsDecorated(False)
+        self.catalog.setToolTip("Base/instruct twins that run on a laptop; select one to see details")
+        for p in self.pairs:
+            item = QTreeWidgetItem([p.title + ("" if p.verified else " *"), human_bytes(p.total_size()),
+                                    p.licence + (" (gated)" if p.gated else ""), ""])
+            item.setData(0, Qt.ItemDataRole.UserRole, p.id)
+            self.catalog.addTopLevelItem(item)
+        for c in range(4):
+            self.catalog.resizeColumnToContents(c)
+        lay.addWidget(self.catalog, 1)
+        self.detail = QLabel(error or "Select a pair to see what it is.")
+        self.detail.setWordWrap(True)
+        self.detail.setTextFormat(Qt.TextFormat.RichText)
+        self.detail.setOpenExternalLinks(True)
+        lay.addWidget(self.detail)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Quantization:"))
+        self.quant = QComboBox()
+        self.quant.setToolTip("Smaller quantizations download faster and use less memory; Q8_0 is closest to the original")
+        row.addWidget(self.quant)
+        row.addStretch(1)
+        self.get_pair = QPushButton("Download pair")
+        self.get_pair.setEnabled(False)
+        self.get_pair.setToolTip("Download the base and the instruct model; they are selected when both are here")
+        row.addWidget(self.get_pair)
+        lay.addLayout(row)
+        note = QLabel("* a file name or size in this entry could not be verified when the catalog was written.")
+        note.setStyleSheet("color:gray")
+        note.setWordWrap(True)
+        lay.addWidget(note)
+        self.catalog.currentItemChanged.connect(self._pair_selected)
+        self.quant.currentTextChanged.connect(self._update_fit)
+        self.get_pair.clicked.connect(self._download_pair)
+        self._update_fit_column()
+        return w
+
+    def _build_library(self) -> QWidget:
+        box = QGroupBox("On this machine")
+        lay = QVBoxLayout(box)
+        self.library = QTreeWidget()
+        self.library.setHeaderLabels(["File", "Quant", "Size", "Where"])
+        self.library.setRootIsDecorated(False)
+        self.library.setToolTip("GGUF files in your models folder, opened by hand, or in the Hugging Face cache")
+        lay.addWidget(self.library, 1)
+        row = QHBoxLayout()
+        self.use_base = QPushButton("Use as base")
+        self.use_base.setToolTip("Pick the selected file as the base (left) model")
+        self.use_instruct = QPushButton("Use as instruct")
+        self.use_instruct.setToolTip("Pick the selected file as the instruct (right) model")
+        self.remove = QPushButton("Remove…")
+        self.remove.setToolTip("Delete the selected model from your library and free its disk space")
+        self.folder = QPushButton("Models folder…")
+        self.folder.setToolTip("Choose where downloaded models are kept")
+        for b in (self.use_base, self.use_instruct, self.remove):
+            b.setEnabled(False)
+            row.addWidget(b)
+        row.addStretch(1)
+        row.addWidget(self.folder)
+        lay.addLayout(row)
+        self.folder_label = QLabel("")
+        self.folder_label.setStyleSheet("color:gray")
+        self.folder_label.setWordWrap(True)
+        lay.addWidget(self.folder_label)
+        self.library.currentItemChanged.connect(self._library_selected)
+        self.use_base.clicked.connect(self._use_base)
+        self.use_instruct.clicked.connect(self._use_instruct)
+        self.remove.clicked.connect(self._remove)
+        self.folder.clicked.connect(self._choose_folder)
+        return box
+
+    def _build_token_row(self) -> QWidget:
+        w = QWidget()
+        row = QHBoxLayout(w)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("Hugging Face token (for gated models):"))
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setPlaceholderText("hf_…  (stored by huggingface-hub, not by Based)")
+        self.token.setToolTip("Create one at huggingface.co/settings/tokens after accepting the model's licence")
+        self.save_token = QPushButton("Save token")
+        self.save_token.setToolTip("Store the token in Hugging Face's own token store")
+        row.addWidget(self.token, 1)
+        row.addWidget(self.save_token)
+        self.save_token.clicked.connect(self._save_token)
+        return w
+
+    # -- catalog -------------------------------------------------------------------------------
+
+    def _pair(self, pid: str) -> CatalogPair | None:
+        return next((p for p in self.pairs if p.id == pid), None)
+
+    def selected_pair(self) -> CatalogPair | None:
+        item = self.catalog.currentItem()
+        return self._pair(str(item.data(0, Qt.ItemDataRole.UserRole))) if item is not None else None
+
+    @Slot(QTreeWidgetItem, QTreeWidgetItem)
+    def _pair_selected(self, cur: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
+        p = self.selected_pair()
+        self.get_pair.setEnabled(p is not None)
+        self.quant.blockSignals(True)
+        self.quant.clear()
+        if p is not None:
+            self.quant.addItems(p.quants())
+        self.quant.blockSignals(False)
+        self._update_fit()
+
+    def _fit_sentence(self, p: CatalogPair, quant: str | None) -> tuple[Verdict, str]:
+        b, i = p.files_for(quant)
+        fit = assess_fit(max(b.size, i.size), n_ctx=self.settings.n_ctx, params_b=p.params_b,
+                         also_loaded=min(b.size, i.size))
+        return fit.verdict, fit.sentence.replace("Needs", "Both models together need", 1)
+
+    def _update_fit_column(self) -> None:
+        for n in range(self.catalog.topLevelItemCount()):
+            item = self.catalog.topLevelItem(n)
+            if item is None:
+                continue
+            p = self._pair(str(item.data(0, Qt.ItemDataRole.UserRole)))
+            if p is None:
+                continue
+            try:
+                verdict, _ = self._fit_sentence(p, None)
+            except CatalogError:
+                continue
+            item.setText(3, verdict.value)
+            item.setForeground(3, Qt.GlobalColor.darkGreen if verdict is Verdict.FITS else
+                               (Qt.GlobalColor.darkYellow if verdict is Verdict.TIGHT else Qt.GlobalColor.red))
+
+    @Slot()
+    def _update_fit(self) -> None:
+        p = self.selected_pair()
+        if p is None:
+            return
+        quant = self.quant.currentText() or None
+        try:
+            verdict, sentence = self._fit_sentence(p, quant)
+        except CatalogError as exc:
+            self.detail.setText(str(exc))
+            return
+        b, i = p.files_for(quant)
+        lines = [f"<b>{p.title}</b> — {p.note}",
+                 f"Base: {p.base.repo} / {b.file} ({human_bytes(b.size)})",
+                 f"Instruct: {p.instruct.repo} / {i.file} ({human_bytes(i.size)})",
+                 f"Licence: <a href='{p.licence_url}'>{p.licence}</a>" if p.licence_url else f"Licence: {p.licence}",
+                 f"<span style='color:{VERDICT_COLOUR[verdict]}'>{sentence}</span>"]
+        if p.gated:
+            lines.append("This model is gated: accept its licence on Hugging Face and save a token below first.")
+        if not p.verified:
+            lines.append("<i>Not verified: " + "; ".join(p.unverified) + "</i>" if p.unverified
+                         else "<i>Some names in this entry are not verified.</i>")
+        self.detail.setText("<br>".join(lines))
+
+    def confirm_licence(self, p: CatalogPair) -> bool:
+        """The model's licence is shown before any download; terms that need acceptance ask first."""
+        if not (p.licence_notice or p.gated):
+            return True
+        text = p.licence_notice or f"{p.title} is gated on Hugging Face: accept its licence there first."
+        box = QMessageBox(self)
+        box.setWindowTitle(f"{p.title}: licence")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        link = f"<br><br><a href='{p.licence_url}'>{p.licence_url}</a>" if p.licence_url else ""
+        box.setText(f"<b>{p.licence}</b><br><br>{text}{link}")
+        accept = box.addButton("Accept and download", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is accept
+
+    @Slot()
+    def _download_pair(self) -> None:
+        p = self.selected_pair()
+        if p is None or not self.confirm_licence(p):
+            return
+        b, i = p.files_for(self.quant.currentText() or None)
+        ids = {}
+        for side, model, f in (("base", p.base, b), ("instruct", p.instruct, i)):
+            ids[side] = self._enqueue(model.repo, f.file, f.size if f.verified else None, group=p.id)
+        self.pair_jobs[p.id] = ids
+
+    # -- downloads -----------------------------------------------------------------------------
+
+    def _enqueue(self, repo: str, filename: str, size: int | None, *, group: str = "",
+                 sha256: str | None = None, row_for: int | None = None) -> int:
+        dest = repo_dir(self.settings.resolved_models_dir(), repo)
+        job = DownloadJob(self.host.new_id(), repo, filename, str(dest), size, sha256, group)
+        self.jobs[job.job_id] = job
+        if row_for is not None and row_for in self.downloads.rows:
+            self.downloads.rekey(row_for, job)
+        else:
+            row = self.downloads.add(job)
+            row.pauseRequested.connect(self._pause)
+            row.resumeRequested.connect(self._resume)
+            row.cancelRequested.connect(self._cancel)
+        existing = dest / filename
+        if existing.is_file():
+            self.host.worker.register(job.job_id)
+            size_now = existing.stat().st_size
+            self._on_update(DownloadUpdate(job.job_id, "done", size_now, size_now, path=str(existing),
+                                           message="Already in your library."))
+            return job.job_id
+        self.host.enqueue(job)
+        return job.job_id
+
+    @Slot(object)
+    def _download_remote(self, remote: object) -> None:
+        self._enqueue(str(getattr(remote, "repo_id", "")), str(getattr(remote, "filename", "")),
+                      getattr(remote, "size", None), sha256=getattr(remote, "sha256", None))
+
+    @Slot(int)
+    def _pause(self, job_id: int) -> None:
+        self.host.stop(job_id, discard=False)
+
+    @Slot(int)
+    def _cancel(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        row = self.downloads.rows.get(job_id)
+        if row is not None and row.state in ("paused", "failed") and job is not None:
+            from desktop.core.downloads import discard_partial
+
+            try:
+                discard_partial(Path(job.dest_dir), job.filename)
+            except OSError:
+                pass
+            row.apply(DownloadUpdate(job_id, "cancelled", message="Cancelled."))
+            return
+        self.host.stop(job_id, discard=True)
+
+    @Slot(int)
+    def _resume(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        new_id = self._enqueue(job.repo, job.filename, job.size, group=job.group, sha256=job.sha256, row_for=job_id)
+        for ids in self.pair_jobs.values():
+            for side, jid in ids.items():
+                if jid == job_id:
+                    ids[side] = new_id
+
+    @Slot(object)
+    def _on_update(self, u: DownloadUpdate) -> None:
+        self.downloads.apply(u)
+        if u.state != "done":
+            return
+        self.done_paths[u.job_id] = u.path
+        self.refresh_library()
+        self.libraryChanged.emit()
+        for pid, ids in list(self.pair_jobs.items()):
+            if all(j in self.done_paths for j in ids.values()):
+                del self.pair_jobs[pid]
+                self.pairChosen.emit(self.done_paths[ids["base"]], self.done_paths[ids["instruct"]])
+
+    def _restore_partials(self) -> None:
+        """Downloads stopped in an earlier session show up paused, ready to resume."""
+        from desktop.core.downloads import partial_downloads
+
+        root = self.settings.resolved_models_dir()
+        try:
+            dirs = {p.parent for p in root.rglob("*.incomplete")}
+        except OSError:
+            return
+        for d in sorted(dirs):
+            for part in partial_downloads(d):
+                job = DownloadJob(self.host.new_id(), part.repo_id, part.filename, str(d), part.total_bytes or None)
+                self.jobs[job.job_id] = job
+                row = self.downloads.add(job)
+                row.pauseRequested.connect(self._pause)
+                row.resumeRequested.connect(self._resume)
+                row.cancelRequested.connect(self._cancel)
+                row.apply(DownloadUpdate(job.job_id, "paused", part.done_bytes, part.total_bytes,
+                                         message=f"Stopped at {human_bytes(part.done_bytes)}; Resume continues from there."))
+
+    # -- hub -------------------------------------------------------------------------------------
+
+    @Slot(str)
+    def _search(self, text: str) -> None:
+        self._search_id = self.host.query("search", text)
+
+    @Slot(str)
+    def _list_files(self, repo: str) -> None:
+        self._files_id = self.host.query("files", repo)
+
+    @Slot()
+    def _save_token(self) -> None:
+        token = self.token.text().strip()
+        if not token:
+            self.browser.show_error("Paste a token from huggingface.co/settings/tokens first.")
+            return
+        self._token_id = self.host.query("token", token)
+        self.token.clear()
+
+    @Slot(object)
+    def _on_answer(self, a: HubAnswer) -> None:
+        if a.query_id not in (self._search_id, self._files_id, self._token_id):
+            return  # superseded
+        if a.error:
+            self.browser.show_error(a.error)
+        elif a.kind == "search":
+            self.browser.show_repos(a.items)
+        elif a.kind == "files":
+            self.browser.show_files(a.items)
+        elif a.kind == "token":
+            self.browser.status.setText("Token saved in Hugging Face's token store.")
+
+    # -- library ---------------------------------------------------------------------------------
+
+    def refresh_library(self) -> None:
+        self.library.clear()
+        where = {"library": "models folder", "opened": "opened by hand", "hf-cache": "Hugging Face cache"}
+        for m in list_local_models(self.settings):
+            item = QTreeWidgetItem([m.name, m.quant, human_bytes(m.size), where.get(m.source, m.source)])
+            item.setData(0, Qt.ItemDataRole.UserRole, m.path)
+            item.setToolTip(0, m.path)
+            self.library.addTopLevelItem(item)
+        for c in range(4):
+            self.library.resizeColumnToContents(c)
+        self.folder_label.setText(f"Models folder: {self.settings.resolved_models_dir()}")
+        self._library_selected(self.library.currentItem(), None)
+
+    def selected_model(self) -> str:
+        item = self.library.currentItem()
+        return str(item.data(0, Qt.ItemDataRole.UserRole)) if item is not None else ""
+
+    @Slot(QTreeWidgetItem, QTreeWidgetItem)
+    def _library_selected(self, cur: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
+        for b in (self.use_base, self.use_instruct, self.remove):
+            b.setEnabled(cur is not None)
+
+    @Slot()
+    def _use_base(self) -> None:
+        path = self.selected_model()
+        if path:
+            self.pairChosen.emit(path, self.settings.instruct_model)
+
+    @Slot()
+    def _use_instruct(self) -> None:
+        path = self.selected_model()
+        if path:
+            self.pairChosen.emit(self.settings.base_model, path)
+
+    def remove_path(self, path: str) -> str:
+        freed = remove_model(self.settings, path)
+        self._save()
+        self.refresh_library()
+        self.libraryChanged.emit()
+        return describe_removal(Path(path).name, freed)
+
+    @Slot()
+    def _remove(self) -> None:
+        path = self.selected_model()
+        if not path:
+            return
+        item = self.library.currentItem()
+        size = item.text(2) if item is not None else ""
+        answer = QMessageBox.question(self, "Remove model", f"Remove {Path(path).name} and free {size}?")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        try:
+            message = self.remove_path(path)
+        except Exception as exc:  # a plain sentence, no traceback
+            message = str(exc)
+        self.folder_label.setText(message)
+
+    @Slot()
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the models folder", str(self.settings.resolved_models_dir()))
+        if folder:
+            self.settings.models_dir = folder
+            self._save()
+            self.refresh_library()
+            self.libraryChanged.emit()
+
+    def _save(self) -> None:
+        try:
+            settings_mod.save(self.settings)
+        except OSError:
+            pass
+
+    def open_folder(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.settings.resolved_models_dir())))
+
+    def shutdown(self) -> None:
+        self.host.shutdown()
