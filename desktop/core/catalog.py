@@ -7,6 +7,7 @@ catalog in one sentence instead of failing somewhere later.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -153,7 +154,10 @@ def parse_catalog(data: Any) -> list[CatalogPair]:
 
 
 def load_catalog(path: str | Path | None = None) -> list[CatalogPair]:
-    """The shipped catalog, or another file with the same schema (for tests and power users)."""
+    """The shipped catalog, or another file with the same schema: ``path``, else the file named by
+    the ``BASED_CATALOG`` environment variable (for tests and power users)."""
+    if path is None and os.environ.get("BASED_CATALOG"):
+        path = os.environ["BASED_CATALOG"]
     try:
         if path is not None:
             text = Path(path).read_text(encoding="utf-8")
