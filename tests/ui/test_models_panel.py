@@ -109,3 +109,17 @@ def test_cancel_deletes_partial_and_remove_frees_space(qtbot, hub, make_window) 
     message = panel.remove_path(str(inst))
     assert not inst.exists() and "freed" in message
     assert size > 0
+
+
+def test_startup_uses_no_network_and_offline_search_says_so(qtbot, hub, make_window, settings_for,
+                                                             monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    w = make_window(settings_for())
+    qtbot.wait(500)
+    w.tabs.setCurrentWidget(w.models_panel)
+    qtbot.wait(200)
+    assert hub.requests == []  # starting, listing models, showing the Models view: no network
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    w.models_panel.browser.query.setText("tiny")
+    w.models_panel.browser.search.click()
+    qtbot.waitUntil(lambda: "offline" in w.models_panel.browser.status.text().lower(), timeout=LONG)
+    assert hub.requests == []
