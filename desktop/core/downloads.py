@@ -253,7 +253,7 @@ def _get(url: str, headers: dict[str, str]) -> Iterator[_Response]:
     from huggingface_hub.utils import get_session, hf_raise_for_status
 
     session: Any = get_session()
-    if hasattr(session, "stream"):  # httpx (huggingface_hub 1.x) or httpx2 (2.x)
+    if callable(getattr(session, "stream", None)):  # httpx (hub 1.x) or httpx2 (2.x)
         mod: Any = importlib.import_module(type(session).__module__.split(".")[0])
         timeout = mod.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S)
         with session.stream(
@@ -555,8 +555,9 @@ def _fetch(
         except Exception as exc:
             if cancel.is_set():
                 raise _cancelled(name) from exc
-            timeout = hub.is_timeout(exc)
-            if not (timeout or hub.is_dropped_connection(exc)):
+            kind = hub.classify_network_error(exc)
+            timeout = kind == "timeout"
+            if kind not in ("timeout", "dropped"):
                 raise hub.explain_http_error(exc, spec.repo_id, spec.filename) from exc
             if timeout:
                 progress.update(offset)  # the speed falls to 0 while nothing arrives

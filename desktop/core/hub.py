@@ -220,18 +220,16 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
-_TIMEOUT_NAMES = {"TimeoutException", "Timeout", "TimeoutError", "ReadTimeoutError", "timeout"}
-_NETWORK_NAMES = {
+_REFUSED_NAMES = {
     "ConnectError",
-    "ConnectionError",
     "NewConnectionError",
     "NameResolutionError",
     "gaierror",
     "ConnectionRefusedError",
     "ProxyError",
-    "MaxRetryError",
     "SSLError",
 }
+_TIMEOUT_NAMES = {"TimeoutException", "Timeout", "TimeoutError", "ReadTimeoutError", "timeout"}
 _DROPPED_NAMES = {
     "RemoteProtocolError",
     "ChunkedEncodingError",
@@ -241,19 +239,26 @@ _DROPPED_NAMES = {
     "ConnectionResetError",
     "ContentDecodingError",
 }
+_NETWORK_NAMES = {"ConnectionError", "MaxRetryError", "NetworkError", "TransportError"}
 
 
-def is_timeout(exc: BaseException) -> bool:
-    return any(_class_names(e) & _TIMEOUT_NAMES for e in _chain(exc))
+def classify_network_error(exc: BaseException) -> str | None:
+    """"refused" (no connection: DNS, refused, proxy, TLS), "timeout", "dropped" (closed
+    mid-body) or "network" (other transport trouble); None for anything else.
 
-
-def is_dropped_connection(exc: BaseException) -> bool:
-    """The server closed the connection mid-body (the next Range request can continue)."""
-    return any(_class_names(e) & _DROPPED_NAMES for e in _chain(exc))
-
-
-def is_network_error(exc: BaseException) -> bool:
-    return any(_class_names(e) & _NETWORK_NAMES for e in _chain(exc))
+    Judged by class names along the exception chain, so requests/urllib3 (huggingface_hub 0.x),
+    httpx (1.x) and httpx2 (2.x) are all understood. Refusals come first: urllib3's
+    NewConnectionError is also a ConnectTimeoutError."""
+    chain = [_class_names(e) for e in _chain(exc)]
+    for kind, names in (
+        ("refused", _REFUSED_NAMES),
+        ("timeout", _TIMEOUT_NAMES),
+        ("dropped", _DROPPED_NAMES),
+        ("network", _NETWORK_NAMES),
+    ):
+        if any(n & names for n in chain):
+            return kind
+    return None
 
 
 def explain_http_error(
@@ -323,17 +328,18 @@ def explain_http_error(
         )
     if status is not None and status >= 400:
         return DownloadError(f"Hugging Face answered {status} for {what}: try again later.")
-    if is_timeout(exc):
+    kind = classify_network_error(exc)
+    if kind == "timeout":
         return DownloadError(
             f"Hugging Face did not answer in time for {what}: check your internet connection and "
             "try again; a download continues where it stopped."
         )
-    if is_dropped_connection(exc):
+    if kind == "dropped":
         return DownloadError(
             f"The connection dropped while fetching {what}: try again and the download "
             "continues where it stopped."
         )
-    if is_network_error(exc) or isinstance(exc, OSError):
+    if kind in ("refused", "network") or isinstance(exc, OSError):
         host = urlsplit(hub_endpoint()).hostname or "huggingface.co"
         return DownloadError(
             f"Could not reach {host}: check your internet connection (or set HF_HUB_OFFLINE=1 to "

@@ -54,8 +54,10 @@ class ModelsPanel(QWidget):
         self.pair_jobs: dict[str, dict[str, int]] = {}  # pair id -> side -> job id
         self.done_paths: dict[int, str] = {}
         self._search_id = 0
+        self._probe_id = 0
         self._files_id = 0
         self._token_id = 0
+        self.gpu_free: int | None = None  # free GPU memory, when llama.cpp has a GPU backend
         try:
             self.pairs: list[CatalogPair] = load_catalog()
             catalog_error = ""
@@ -94,6 +96,7 @@ class ModelsPanel(QWidget):
         split.setSizes([560, 560])
         self.refresh_library()
         self._restore_partials()
+        self._probe_id = self.host.query("probe", "")
 
     # -- building ------------------------------------------------------------------------------
 
@@ -210,8 +213,10 @@ class ModelsPanel(QWidget):
 
     def _fit_sentence(self, p: CatalogPair, quant: str | None) -> tuple[Verdict, str]:
         b, i = p.files_for(quant)
+        gpu = self.gpu_free is not None and self.settings.n_gpu_layers != 0
         fit = assess_fit(max(b.size, i.size), n_ctx=self.settings.n_ctx, params_b=p.params_b,
-                         also_loaded=min(b.size, i.size))
+                         also_loaded=min(b.size, i.size), gpu=gpu,
+                         free_bytes=self.gpu_free if gpu else None)
         return fit.verdict, fit.sentence.replace("Needs", "Both models together need", 1)
 
     def _update_fit_column(self) -> None:
@@ -393,6 +398,12 @@ class ModelsPanel(QWidget):
 
     @Slot(object)
     def _on_answer(self, a: HubAnswer) -> None:
+        if a.kind == "probe" and a.query_id == self._probe_id:
+            if a.items and a.items[0] and isinstance(a.items[1], int):
+                self.gpu_free = a.items[1]
+                self._update_fit_column()
+                self._update_fit()
+            return
         if a.query_id not in (self._search_id, self._files_id, self._token_id):
             return  # superseded
         if a.error:

@@ -43,7 +43,7 @@ class DownloadUpdate:
 @dataclass(frozen=True)
 class HubQuery:
     query_id: int
-    kind: str  # "search" | "files" | "token"
+    kind: str  # "search" | "files" | "token" | "probe"
     text: str
 
 
@@ -145,6 +145,12 @@ class HubWorker(QObject):
             elif q.kind == "token":
                 hub.save_token(q.text)
                 items = ()
+            elif q.kind == "probe":  # local only: is there a GPU backend, and how much memory is free
+                from desktop.core.engine import gpu_backend_available
+                from desktop.core.fit import free_vram_bytes
+
+                gpu = gpu_backend_available()
+                items = (gpu, free_vram_bytes() if gpu else None)
             else:
                 raise ValueError(q.kind)
             self.answer.emit(HubAnswer(q.query_id, q.kind, items))
