@@ -9,7 +9,8 @@ It serves what the real ``huggingface_hub`` client asks for:
 - ``GET /api/whoami-v2`` (token validation),
 - ``HEAD``/``GET /{repo}/resolve/{rev}/{filename}`` with ``X-Repo-Commit``, ``ETag``,
   ``X-Linked-Etag``, ``X-Linked-Size``, ``Content-Length`` and ``Accept-Ranges``. Like the real
-  Hub, LFS files answer ``302`` to a second server (the "CDN", another port, so another origin)
+  Hub, LFS files answer ``302`` to a second server (the "CDN": ``localhost`` and another port, so
+  another origin)
   that serves ``/blobs/{sha256}`` with byte ranges (``206`` + ``Content-Range``). No ``X-Xet-*``
   header is ever sent, so the client never tries Xet.
 
@@ -151,8 +152,10 @@ class FakeHub:
 
     @property
     def cdn_endpoint(self) -> str:
-        host, port = self._servers[1].server_address[:2]
-        return f"http://{host}:{port}"
+        """Another host name (and port) for the same loopback address: a different origin, as a
+        real CDN is, so huggingface_hub stops at the redirect and must not forward the token."""
+        port = self._servers[1].server_address[1]
+        return f"http://localhost:{port}"
 
     # ----- lifecycle ----------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ def test_lists_gguf_files_with_size_quant_and_sha256(hub: FakeHub) -> None:
                    hashlib.sha256(F16).hexdigest(), commit),
     ]
     [api] = hub.requests_for("GET", contains="/api/models/")
-    assert "blobs=true" in api.query
+    assert "blobs=true" in api.query.lower()
 
 
 def test_listing_at_a_revision(hub: FakeHub) -> None:
