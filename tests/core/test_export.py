@@ -33,7 +33,7 @@ def record(tiny_phi3: Path, tiny_phi3_base: Path):
     params = SamplingParams(temperature=0.9, seed=42, max_tokens=24, top_logprobs=3)
     return run_comparison(tiny_phi3_base, tiny_phi3, Conversation(USER, "Be <terse>."),
                           base_mode="qa", params=params,
-                          load=LoadOptions(n_ctx=512, n_threads=2, seed=42))
+                          load=LoadOptions(n_ctx=512, n_threads=1, seed=42))
 
 
 def test_record_holds_everything(record, tiny_phi3: Path) -> None:
@@ -81,7 +81,7 @@ def test_html_is_escaped_and_self_contained(record, tiny_phi3_base: Path) -> Non
 def test_html_with_shift_overlay(record, tiny_phi3: Path, tiny_phi3_base: Path) -> None:
     from desktop.core.engine import Engine
 
-    with Engine(tiny_phi3_base, LoadOptions(n_ctx=512, n_threads=2)) as base:
+    with Engine(tiny_phi3_base, LoadOptions(n_ctx=512, n_threads=1)) as base:
         ids = base.tokenize_ids(record.instruct_prompt, record.instruct_answer.add_bos)
         shift = analyze_shift(base, ids, record.instruct_answer.tokens, greedy=False)
     page = to_html(record, shift)

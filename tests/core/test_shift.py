@@ -34,13 +34,13 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def instruct(tiny_phi3: Path):
-    with Engine(tiny_phi3, LoadOptions(n_ctx=1024, n_threads=2)) as e:
+    with Engine(tiny_phi3, LoadOptions(n_ctx=1024, n_threads=1)) as e:
         yield e
 
 
 @pytest.fixture(scope="module")
 def base(tiny_phi3_base: Path):
-    with Engine(tiny_phi3_base, LoadOptions(n_ctx=1024, n_threads=2)) as e:
+    with Engine(tiny_phi3_base, LoadOptions(n_ctx=1024, n_threads=1)) as e:
         yield e
 
 
@@ -75,7 +75,7 @@ def test_different_vocabularies_are_refused(tiny_phi3: Path, tiny_llama_spm: Pat
     assert "different tokenizers" in check.reason or "more tokens" in check.reason
     assert "share" in check.reason and "\n" not in check.reason
     with pytest.raises(TokenizerMismatch) as err:
-        run_shift(tiny_llama_spm, tiny_phi3, Conversation("Hi"), max_tokens=4)
+        run_shift(tiny_llama_spm, tiny_phi3, Conversation("Hi"), max_tokens=4, threads=1)
     assert str(err.value) == check.reason
 
 
@@ -104,7 +104,7 @@ def test_same_model_as_base_and_instruct_is_unshifted(instruct: Engine) -> None:
 
 def test_run_shift_same_file_end_to_end(tiny_phi3: Path) -> None:
     run = run_shift(tiny_phi3, tiny_phi3, Conversation("Tell me about cats."), max_tokens=48,
-                    n_ctx=512, threads=2)
+                    n_ctx=512, threads=1)
     s = run.result.summary
     assert s.greedy and s.note == "" and s.complete
     assert s.n_tokens == len(run.answer.tokens) > 0
@@ -152,7 +152,7 @@ def test_cancelled_scoring_is_marked_incomplete(instruct: Engine, base: Engine) 
 
 def test_base_mode_prompt_source(tiny_phi3: Path, tiny_phi3_base: Path) -> None:
     run = run_shift(tiny_phi3_base, tiny_phi3, Conversation("Name a colour.", "Be brief."),
-                    prompt_source="base-mode", mode="qa", max_tokens=12, n_ctx=512)
+                    prompt_source="base-mode", mode="qa", max_tokens=12, n_ctx=512, threads=1)
     assert run.base_prompt.text.endswith("Answer:") and run.base_prompt.mode == "qa"
     assert run.instruct_prompt.text != run.base_prompt.text
     assert run.result.summary.n_tokens == len(run.answer.tokens)
@@ -160,7 +160,7 @@ def test_base_mode_prompt_source(tiny_phi3: Path, tiny_phi3_base: Path) -> None:
 
 def test_json_shape_and_round_trip(tiny_phi3: Path, tiny_phi3_base: Path) -> None:
     run = run_shift(tiny_phi3_base, tiny_phi3, Conversation("Hello there"), max_tokens=16,
-                    n_ctx=512)
+                    n_ctx=512, threads=1)
     d = json.loads(json.dumps(run.to_json_dict()))
     assert set(d) >= {"tokens", "summary"}
     for t in d["tokens"]:
