@@ -1,0 +1,200 @@
+"""Packaging: the resources the installers ship, and (marked `bundle`) the built bundle itself.
+
+The bundle test runs nothing but the built app: `based --self-test` with an empty environment,
+plus an ldd check on Linux. Build the bundle first with packaging/build_linux.sh (or the macOS /
+Windows steps in docs/packaging.md), then run `pytest -m bundle tests/test_packaging.py`; point
+BASED_BUNDLE at the executable when it is not in dist/.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = ROOT / "resources"
+APP_ID = "io.github.based.Based"
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = struct.unpack(">II", data[16:24])
+    return w, h
+
+
+def test_svg_icon_parses_and_the_app_ships_the_same_file() -> None:
+    svg = RES / "icons" / "based.svg"
+    root = ET.parse(svg).getroot()
+    assert root.tag == f"{SVG_NS}svg"
+    vb = [float(x) for x in root.attrib["viewBox"].split()]
+    assert vb[2] == vb[3] > 0  # square
+    assert (ROOT / "desktop" / "assets" / "icons" / "based.svg").read_bytes() == svg.read_bytes()
+
+
+@pytest.mark.parametrize("size", [16, 32, 48, 64, 128, 256, 512])
+def test_png_icons_have_their_sizes(size: int) -> None:
+    data = (RES / "icons" / "png" / f"based-{size}.png").read_bytes()
+    assert _png_size(data) == (size, size)
+
+
+def test_ico_and_icns_containers() -> None:
+    ico = (RES / "icons" / "based.ico").read_bytes()
+    reserved, kind, count = struct.unpack("<HHH", ico[:6])
+    assert (reserved, kind) == (0, 1) and count >= 5
+    sizes = set()
+    for i in range(count):
+        w, _h, _c, _r, _p, _b, length, offset = struct.unpack("<BBBBHHII", ico[6 + 16 * i: 22 + 16 * i])
+        assert _png_size(ico[offset: offset + length])[0] == (w or 256)
+        sizes.add(w or 256)
+    assert {16, 32, 48, 256} <= sizes
+    icns = (RES / "icons" / "based.icns").read_bytes()
+    assert icns[:4] == b"icns" and struct.unpack(">I", icns[4:8])[0] == len(icns)
+    pos, kinds = 8, set()
+    while pos < len(icns):
+        kind_, length = icns[pos: pos + 4], struct.unpack(">I", icns[pos + 4: pos + 8])[0]
+        kinds.add(kind_)
+        pos += length
+    assert pos == len(icns)
+    assert {b"ic07", b"ic08", b"ic09", b"ic10"} <= kinds
+
+
+def test_desktop_entry_has_the_required_keys() -> None:
+    path = RES / "linux" / f"{APP_ID}.desktop"
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read(path, encoding="utf-8")
+    entry = cp["Desktop Entry"]
+    for key in ("Type", "Name", "Comment", "Exec", "Icon", "Categories", "Terminal"):
+        assert entry.get(key), key
+    assert entry["Type"] == "Application"
+    assert entry["Icon"] == APP_ID
+    assert entry["Exec"].split()[0] == "based"
+    assert entry["Terminal"] == "false"
+    assert entry["Categories"].endswith(";")
+
+
+def test_metainfo_is_wellformed_appstream() -> None:
+    root = ET.parse(RES / "linux" / f"{APP_ID}.metainfo.xml").getroot()
+    assert root.tag == "component" and root.attrib["type"] == "desktop-application"
+    assert root.findtext("id") == APP_ID
+    assert root.findtext("launchable") == f"{APP_ID}.desktop"
+    for tag in ("name", "summary", "metadata_license", "project_license"):
+        assert (root.findtext(tag) or "").strip(), tag
+    assert root.find("description/p") is not None
+
+
+def test_licence_notices_cover_qt_llama_cpp_and_python() -> None:
+    lic = RES / "licenses"
+    assert "GNU LESSER GENERAL PUBLIC LICENSE" in (lic / "LGPL-3.0.txt").read_text(encoding="utf-8")
+    assert "GNU GENERAL PUBLIC LICENSE" in (lic / "GPL-3.0.txt").read_text(encoding="utf-8")
+    assert "MIT License" in (lic / "llama.cpp-MIT.txt").read_text(encoding="utf-8")
+    qt = (lic / "Qt-LGPL-NOTICE.md").read_text(encoding="utf-8")
+    assert "dynamic" in qt.lower() and "replace" in qt.lower()
+    summary = (lic / "THIRD_PARTY_NOTICES.md").read_text(encoding="utf-8")
+    for name in ("Python", "PSF", "Qt", "LGPL", "llama.cpp", "libgomp", "numpy", "gguf", "Jinja2",
+                 "huggingface-hub", "platformdirs"):
+        assert name in summary, name
+
+
+def test_spec_collects_llama_libraries_openmp_and_assets() -> None:
+    spec = (ROOT / "packaging" / "based.spec").read_text(encoding="utf-8")
+    assert '"llama_cpp/lib"' in spec
+    assert "omp" in spec and "ldd" in spec
+    assert 'collect_data_files("desktop", includes=["assets/**/*"])' in spec
+    assert "tkinter" in spec
+    for keep in ("qoffscreen", "qxcb", "qwayland"):
+        assert keep in spec
+    assert (ROOT / "packaging" / "based_main.py").is_file()
+    assert (ROOT / "desktop" / "assets" / "selftest" / "selftest.gguf").is_file()
+
+
+def test_build_scripts_exist_and_parse() -> None:
+    linux = ROOT / "packaging" / "build_linux.sh"
+    assert os.access(linux, os.X_OK)
+    if shutil.which("bash"):
+        for script in (linux, ROOT / "packaging" / "macos" / "build_macos.sh"):
+            r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+    iss = (ROOT / "packaging" / "windows" / "based.iss").read_text(encoding="utf-8")
+    assert "[Icons]" in iss and "{group}" in iss
+    wf = (ROOT / ".github" / "workflows" / "build.yml").read_text(encoding="utf-8")
+    for runner in ("ubuntu-", "windows-", "macos-14"):
+        assert runner in wf
+    assert wf.count("--self-test") >= 3
+
+
+# -- the built bundle ---------------------------------------------------------------------------
+
+
+def _bundle_exe() -> Path:
+    env = os.environ.get("BASED_BUNDLE")
+    if env:
+        p = Path(env)
+        return p / ("based.exe" if sys.platform == "win32" else "based") if p.is_dir() else p
+    if sys.platform == "darwin":
+        return ROOT / "dist" / "Based.app" / "Contents" / "MacOS" / "based"
+    return ROOT / "dist" / "Based" / ("based.exe" if sys.platform == "win32" else "based")
+
+
+def _require_bundle(request: pytest.FixtureRequest) -> Path:
+    exe = _bundle_exe()
+    if exe.is_file():
+        return exe
+    msg = "no built bundle; build it with packaging/build_linux.sh or set BASED_BUNDLE"
+    if "bundle" in str(request.config.getoption("markexpr", "")) or os.environ.get("BASED_BUNDLE"):
+        pytest.fail(msg)  # asked for explicitly: a missing bundle is a failure
+    pytest.skip(msg + " (select with -m bundle)")
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    env = {"HOME": str(home), "PATH": os.defpath}
+    if sys.platform == "win32":
+        for k in ("SYSTEMROOT", "SYSTEMDRIVE", "TEMP", "TMP", "USERPROFILE", "LOCALAPPDATA", "APPDATA"):
+            if k in os.environ:
+                env[k] = os.environ[k]
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.bundle
+def test_built_bundle_self_test(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    exe = _require_bundle(request)
+    r = subprocess.run([str(exe), "--self-test"], env=_clean_env(tmp_path), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.fullmatch(r"based self-test: ok \(.*window ok.*llama\.cpp backend .+\)\n", r.stdout), r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.bundle
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ldd is Linux's loader check")
+def test_built_bundle_libraries_resolve(request: pytest.FixtureRequest) -> None:
+    exe = _require_bundle(request)
+    internal = exe.parent / "_internal"
+    libs = sorted((internal / "llama_cpp" / "lib").glob("*.so*"))
+    libs += sorted((internal / "PySide6" / "Qt" / "plugins" / "platforms").glob("*.so"))
+    names = {p.name for p in libs}
+    assert "libllama.so" in names and any(n.startswith("libggml-cpu") for n in names)
+    assert "libqoffscreen.so" in names and "libqxcb.so" in names
+    assert any(p.name.startswith(("libgomp", "libomp")) for p in internal.rglob("lib*omp*.so*"))
+    # Qt's xcb/wayland plugins need the desktop's X11/Wayland client libraries, which every
+    # desktop has and the .deb depends on; everything else must resolve inside the bundle.
+    system = re.compile(r"lib(xcb|X11|xkbcommon|wayland|EGL|GL|GLX|OpenGL|fontconfig|freetype|dbus)")
+    for lib in libs:
+        out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True).stdout
+        missing = [ln.split()[0] for ln in out.splitlines() if "not found" in ln]
+        missing = [m for m in missing if not (lib.parent.name == "platforms" and system.match(m))]
+        assert not missing, f"{lib.name}: {missing}"
+    assert (internal / "desktop" / "assets" / "icons" / "based.svg").is_file()
+    assert (internal / "desktop" / "assets" / "selftest" / "selftest.gguf").is_file()
+    assert (internal / "licenses" / "THIRD_PARTY_NOTICES.md").is_file()
