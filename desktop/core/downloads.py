@@ -26,6 +26,7 @@ import hashlib
 import importlib
 import json
 import os
+import queue
 import re
 import shutil
 import threading
@@ -355,6 +356,69 @@ def _hash_existing(path: Path, hashes: _Hashes, n: int, cancel: threading.Event)
             left -= len(data)
 
 
+class _Sink:
+    """Writes and hashes pieces on its own thread, so disk and sha256 overlap the network.
+
+    ``put`` hands over a piece; ``restart`` (the server ignored Range) empties the file and the
+    hashes; ``close`` writes what is queued, stops the thread and re-raises its error."""
+
+    def __init__(self, fd: int, hashes: _Hashes, offset: int) -> None:
+        self.fd = fd
+        self.hashes = hashes
+        self.written = offset
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        os.lseek(fd, offset, os.SEEK_SET)
+        self.thread = threading.Thread(target=self._run, name="download-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            piece = self.queue.get()
+            if piece is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+                self.hashes.update(piece)
+                self.written += len(piece)
+            except BaseException as exc:  # reported by put()/close()
+                self.error = exc
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise DownloadError(
+                f"Based could not write the download to disk ({self.error}): check the models "
+                "folder and free space, then try again."
+            ) from self.error
+
+    def put(self, piece: bytes) -> None:
+        self._check()
+        self.queue.put(piece)
+
+    def _drain(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+
+    def restart(self) -> None:
+        self._drain()
+        self._check()
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.hashes.reset()
+        self.written = 0
+        self.thread = threading.Thread(target=self._run, name="download-writer", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self._drain()
+        self._check()
+
+
 def _check_disk(dest_dir: Path, name: str, need: int) -> None:
     try:
         free = shutil.disk_usage(dest_dir).free
@@ -466,7 +530,12 @@ def _download(
 
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
     try:
-        offset = _fetch(spec, remote.url, get_headers, fd, offset, size, hashes, progress, cancel)
+        sink = _Sink(fd, hashes, offset)
+        try:
+            _fetch(spec, remote.url, get_headers, sink, offset, size, progress, cancel)
+        finally:
+            sink.close()  # everything received is on disk, even after a cancel or an error
+        offset = sink.written
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -492,10 +561,9 @@ def _fetch(
     spec: DownloadSpec,
     url: str,
     headers: dict[str, str],
-    fd: int,
+    sink: _Sink,
     offset: int,
     size: int,
-    hashes: _Hashes,
     progress: _Progress,
     cancel: threading.Event,
 ) -> int:
@@ -521,15 +589,12 @@ def _fetch(
                         )
                 elif r.status == 200:
                     if offset:  # the server ignored Range: start over from byte 0
-                        offset = 0
-                        hashes.reset()
-                        start_offset = 0
-                    os.ftruncate(fd, 0)
+                        sink.restart()
+                        offset = start_offset = 0
                 else:
                     raise DownloadError(
                         f"Hugging Face answered {r.status} for {name}: try again later."
                     )
-                os.lseek(fd, offset, os.SEEK_SET)
                 for piece in r.pieces:
                     if not piece:
                         continue
@@ -538,11 +603,7 @@ def _fetch(
                             f"Hugging Face sent more bytes than {name} should have: discard the "
                             "partial download and start it again."
                         )
-                    view = memoryview(piece)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                    hashes.update(piece)
+                    sink.put(piece)
                     offset += len(piece)
                     last_byte = time.monotonic()
                     progress.update(offset)
