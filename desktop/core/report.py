@@ -225,6 +225,9 @@ def plot_positions(data: ReportData) -> str:
     series = [data.marginal_positions(), data.shifted_positions()]
     ax.hist(series, bins=bins, stacked=True, label=["Marginal", "Shifted"],
             color=[_PLOT_COLORS[ShiftClass.MARGINAL], _PLOT_COLORS[ShiftClass.SHIFTED]])
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0, 1)
     ax.set_xlabel("relative position in the answer (0 = first token, 1 = last)")
     ax.set_ylabel("tokens")
@@ -243,9 +246,13 @@ def plot_top_tokens(data: ReportData, n: int = 15) -> str:
         ax.barh(range(len(top))[::-1], [c for _, c in top], color=_PLOT_COLORS[ShiftClass.SHIFTED])
         ax.set_yticks(range(len(top))[::-1], [visible_piece(p) for p, _ in top])
         ax.set_xlabel("times shifted")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.text(0.5, 0.5, "No shifted tokens", ha="center", va="center", transform=ax.transAxes)
         ax.set_yticks([])
+        ax.set_xticks([])
     ax.set_title("Most frequent shifted tokens (\u2423 = space, \u21b5 = newline)")
     return _png(fig)
 
