@@ -362,8 +362,8 @@ class ModelsPanel(QWidget):
         from desktop.core.downloads import partial_downloads
 
         root = self.settings.resolved_models_dir()
-        try:
-            dirs = {p.parent for p in root.rglob("*.incomplete")}
+        try:  # downloads live in <models>/<owner>/<name>/ (files may sit in subfolders of that)
+            dirs = [d for d in root.glob("*/*") if d.is_dir()]
         except OSError:
             return
         for d in sorted(dirs):

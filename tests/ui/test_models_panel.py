@@ -123,3 +123,46 @@ def test_startup_uses_no_network_and_offline_search_says_so(qtbot, hub, make_win
     w.models_panel.browser.search.click()
     qtbot.waitUntil(lambda: "offline" in w.models_panel.browser.status.text().lower(), timeout=LONG)
     assert hub.requests == []
+
+
+def test_partial_from_an_earlier_session_resumes(qtbot, hub, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from desktop.core.downloads import DownloadSpec, download
+    from desktop.core.errors import DownloadCancelled
+    from desktop.core.library import repo_dir
+    from desktop.core.settings import Settings
+    from desktop.ui.models_panel import ModelsPanel
+
+    s = Settings()
+    repo, name = "test/Tiny-Base-GGUF", "tiny-base.Q8_0.gguf"
+    hub.stall_after = 40 * 1024
+    cancel = threading.Event()
+    spec = DownloadSpec(repo_id=repo, filename=name, dest_dir=repo_dir(s.resolved_models_dir(), repo))
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            download(spec, lambda p: seen.append(p.done_bytes), cancel)
+        except DownloadCancelled as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=fetch)
+    t.start()
+    qtbot.waitUntil(lambda: bool(seen) and seen[-1] >= 40 * 1024, timeout=LONG)
+    cancel.set()
+    t.join(10)
+    assert errors and not t.is_alive()
+    hub.stall_after = None
+    # "restart": a new panel finds the partial and offers to resume it
+    panel = ModelsPanel(s)
+    qtbot.addWidget(panel)
+    (row,) = panel.downloads.rows.values()
+    assert row.state == "paused" and row.job.filename == name and row.bar.value() > 0
+    with qtbot.waitSignal(panel.libraryChanged, timeout=LONG):
+        row.pause.click()  # Resume
+    assert row.state == "done"
+    sha = hub.sha256(repo, name)
+    assert [r.range for r in hub.requests_for("GET", contains=sha)][-1] == f"bytes={40 * 1024}-"
+    panel.shutdown()
