@@ -7,7 +7,7 @@ of random bytes (default 256) as an LFS file: the Hub answers 302 to its "CDN" p
 real one. Each round times
 
 1. ``desktop.core.downloads.download()``: huggingface_hub's metadata HEAD, then a streamed GET
-   through huggingface_hub's own HTTP client, written to a ``.incomplete`` file, sha256 verified,
+   with the standard library (1 MiB reads), written to a ``.incomplete`` file, sha256 verified,
    renamed;
 2. a plain ``urllib`` GET of the same URL (following the same redirect), copied to a file in
    1 MiB reads, no hashing;

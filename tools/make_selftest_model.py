@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -42,22 +41,10 @@ SEED = 20240601
 TOKEN_TYPE_CONTROL = 3
 
 
-def _tokenizer_fields(vocab_path: Path) -> list[tuple[str, Any, Any, Any]]:
-    import gguf
-
-    reader = gguf.GGUFReader(str(vocab_path))
-    out: list[tuple[str, Any, Any, Any]] = []
-    for key, field in reader.fields.items():
-        if not key.startswith("tokenizer."):
-            continue
-        vtype = field.types[0]
-        sub = field.types[1] if vtype == gguf.GGUFValueType.ARRAY and len(field.types) > 1 else None
-        out.append((key, field.contents(), vtype, sub))
-    return out
-
-
 def build(out_path: Path, vocab_path: Path = VOCAB) -> Path:
     import gguf
+
+    from desktop.core.tinymodel import _tokenizer_fields
 
     fields = _tokenizer_fields(vocab_path)
     values = {k: v for k, v, _, _ in fields}

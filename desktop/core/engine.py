@@ -593,7 +593,11 @@ class Engine:
             toks = np.asarray([cont[j] for j in js])
             vals = mat[np.arange(len(js)), toks]
             maxes = mat.max(axis=1)
-            lses = maxes + np.log(np.exp(mat - maxes[:, None]).sum(axis=1, dtype=np.float64))
+            # log-sum-exp in a reused float32 scratch (no temporaries of the vocabulary's size)
+            scratch = self._score_scratch(mat.shape)
+            np.subtract(mat, maxes[:, None], out=scratch)
+            np.exp(scratch, out=scratch)
+            lses = maxes.astype(np.float64) + np.log(scratch.sum(axis=1, dtype=np.float64))
             ranks = 1 + np.count_nonzero(mat > vals[:, None], axis=1)
             for r, j in enumerate(js):
                 row = mat[r]
@@ -614,6 +618,13 @@ class Engine:
         if not ok:
             return out
         return out
+
+    def _score_scratch(self, shape: tuple[int, int]) -> np.ndarray:
+        buf = getattr(self, "_scratch2d", None)
+        if buf is None or buf.shape[0] < shape[0] or buf.shape[1] != shape[1]:
+            buf = np.empty((max(shape[0], 64), shape[1]), dtype=np.float32)
+            self._scratch2d = buf
+        return buf[: shape[0]]
 
     def score_stepwise(
         self, prompt_tokens: Sequence[int], continuation: Sequence[int], top_k: int = 5
