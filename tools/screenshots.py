@@ -47,22 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance()
     assert app is not None
 
+    def pause(ms: int) -> None:
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+
     def wait_for(cond: object, timeout_s: float = 500.0) -> None:
         import time
 
         t0 = time.monotonic()
         while not cond() and time.monotonic() - t0 < timeout_s:  # type: ignore[operator]
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            pause(50)  # an idle event loop: busy-polling would steal a core from llama.cpp
         if not cond():  # type: ignore[operator]
             print("timed out:", w.lens.panel.message.text(), w.base_pane.status.text(), w.instruct_pane.status.text(), w.base_pane.error.text(),
                   w.instruct_pane.error.text(), file=sys.stderr)
             w.close()
             raise SystemExit(1)
-
-    def pause(ms: int) -> None:
-        loop = QEventLoop()
-        QTimer.singleShot(ms, loop.quit)
-        loop.exec()
 
     if args.what in ("compare", "shift"):
         ctl = w.controller

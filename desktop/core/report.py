@@ -320,10 +320,14 @@ def render_report_html(data: ReportData) -> str:
         "<b>shifted</b> below that (after Lin et al., <i>The Unlocking Spell on Base LLMs</i>, "
         "ICLR 2024).</p>",
     ]
-    if data.same_model:
+    if data.same_model and data.settings.get("prompt_source", "chat") == "chat":
         parts.append('<p class="note"><b>The same model file is used as base and instruct.</b> '
                      "Every token should be unshifted; this checks the method, not a model "
                      "pair.</p>")
+    elif data.same_model:
+        parts.append('<p class="note"><b>The same model file is used as base and instruct.</b> '
+                     "The base side sees a different prompt (its base mode), so every shift here "
+                     "comes from the prompt alone, not from post-training.</p>")
     if data.cancelled:
         parts.append(f'<p class="note">The run was cancelled; this report covers the '
                      f"{len(data.items)} prompts that finished.</p>")

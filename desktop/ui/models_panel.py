@@ -40,6 +40,14 @@ from desktop.workers.download_worker import DownloadHost, DownloadJob, DownloadU
 VERDICT_COLOUR = {Verdict.FITS: "#15803d", Verdict.TIGHT: "#b45309", Verdict.TOO_BIG: "#b91c1c"}
 
 
+def _display_path(p: Path) -> str:
+    """A folder as people read it: the home folder shown as ~."""
+    try:
+        return "~/" + str(p.relative_to(Path.home()))
+    except ValueError:
+        return str(p)
+
+
 class ModelsPanel(QWidget):
     libraryChanged = Signal()
     pairChosen = Signal(str, str)
@@ -427,7 +435,7 @@ class ModelsPanel(QWidget):
             self.library.addTopLevelItem(item)
         for c in range(4):
             self.library.resizeColumnToContents(c)
-        self.folder_label.setText(f"Models folder: {self.settings.resolved_models_dir()}")
+        self.folder_label.setText(f"Models folder: {_display_path(self.settings.resolved_models_dir())}")
         self._library_selected(self.library.currentItem(), None)
 
     def selected_model(self) -> str:
