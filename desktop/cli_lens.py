@@ -74,7 +74,7 @@ def _marked_answer(run: Any, color: bool) -> str:
 
 def cmd_shift(args: argparse.Namespace) -> int:
     from desktop.core.prompts import Conversation
-    from desktop.core.shift import run_shift
+    from desktop.core.shift_run import run_shift
 
     with _ctrl_c() as cancel:
         run = run_shift(

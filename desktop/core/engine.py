@@ -16,7 +16,6 @@ import ctypes
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,18 @@ from typing import Any
 import numpy as np
 
 from desktop.core.errors import ContextOverflowError, ModelLoadError
+from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
+    MAX_TOP_K,
+    _backend_name,
+    _llama,
+    _log_softmax,
+    _top_alts,
+    _top_indices,
+    _Vocab,
+    default_threads,
+    gpu_backend_available,
+    tokenize_file,
+)
 from desktop.core.types import (
     GenerationRequest,
     GenerationResult,
@@ -37,53 +48,6 @@ from desktop.core.types import (
     TokenInfo,
     TopAlt,
 )
-
-MAX_TOP_K = 10
-_ATTR_CONTROL = 1 << 3
-
-
-_LOG_CALLBACK: Any = None
-
-
-def _llama() -> Any:
-    import llama_cpp
-
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
-        # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
-        # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.
-        def _quiet(level: int, text: bytes, user_data: Any) -> None:
-            return None
-
-        import llama_cpp._logger  # noqa: F401  (installs its callback first; we replace it)
-
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
-        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
-    return llama_cpp
-
-
-def default_threads() -> int:
-    n = os.cpu_count() or 1
-    return max(1, min(8, n))
-
-
-def gpu_backend_available() -> bool:
-    """True when this llama.cpp build can offload layers to a GPU (CUDA, Metal, Vulkan...)."""
-    try:
-        return bool(_llama().llama_supports_gpu_offload())
-    except Exception:
-        return False
-
-
-def _backend_name() -> str:
-    try:
-        info = _llama().llama_print_system_info().decode("utf-8", "replace").upper()
-    except Exception:
-        return "CPU"
-    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
-        if f"{name} = 1" in info or f"{name} :" in info or f"{name}:" in info:
-            return name.title() if name != "CUDA" else "CUDA"
-    return "GPU" if gpu_backend_available() else "CPU"
 
 
 class LoadCancelled(ModelLoadError):
@@ -136,85 +100,6 @@ def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[
             raise
         finally:
             low.llama_model_default_params = orig
-
-
-class _Vocab:
-    """Token -> bytes / special lookups over a loaded llama model's vocabulary."""
-
-    def __init__(self, vocab_ptr: Any, n_vocab: int) -> None:
-        self._ptr = vocab_ptr
-        self.n_vocab = n_vocab
-        self._cache: dict[tuple[int, bool], bytes] = {}
-
-    def piece_bytes(self, token: int, special: bool = True) -> bytes:
-        key = (token, special)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        lib = _llama()
-        size = 64
-        while True:
-            buf = ctypes.create_string_buffer(size)
-            n = lib.llama_token_to_piece(self._ptr, token, buf, size, 0, special)
-            if n < 0:
-                size = -n + 1
-                continue
-            out = buf.raw[:n]
-            break
-        self._cache[key] = out
-        return out
-
-    def piece(self, token: int) -> str:
-        return self.piece_bytes(token).decode("utf-8", "replace")
-
-    def is_special(self, token: int) -> bool:
-        lib = _llama()
-        try:
-            attr = int(lib.llama_vocab_get_attr(self._ptr, token))
-        except Exception:
-            return False
-        return bool(attr & _ATTR_CONTROL)
-
-    def is_eog(self, token: int) -> bool:
-        return bool(_llama().llama_vocab_is_eog(self._ptr, token))
-
-    def token_infos(self, ids: Sequence[int]) -> list[TokenInfo]:
-        return [TokenInfo(int(t), self.piece(int(t)), self.is_special(int(t))) for t in ids]
-
-
-def _log_softmax(row: np.ndarray) -> tuple[np.ndarray, float]:
-    """The row and its log-sum-exp (so logprob(i) = row[i] - lse)."""
-    m = float(row.max())
-    lse = m + float(np.log(np.exp(row - m).sum()))
-    return row, lse
-
-
-def _top_indices(row: np.ndarray, k: int, row_max: float | None = None) -> np.ndarray:
-    """Indices of the k largest logits, largest first.
-
-    A full argpartition over a 50k-150k vocabulary costs ~0.3 ms per token; instead take the few
-    logits within a margin of the maximum (usually a handful) and sort only those.
-    """
-    m = float(row.max()) if row_max is None else row_max
-    margin = 4.0
-    cand = np.flatnonzero(row >= m - margin)
-    while cand.shape[0] < k and margin < 1e4:
-        margin *= 4.0
-        cand = np.flatnonzero(row >= m - margin)
-    if cand.shape[0] < k:  # non-finite logits: fall back to the exact method
-        cand = np.argpartition(row, -k)[-k:]
-    elif cand.shape[0] > 256:
-        cand = cand[np.argpartition(row[cand], -k)[-k:]]
-    order = np.argsort(-row[cand], kind="stable")[:k]
-    return cand[order]
-
-
-def _top_alts(row: np.ndarray, lse: float, k: int, vocab: _Vocab) -> tuple[TopAlt, ...]:
-    if k <= 0:
-        return ()
-    k = min(k, MAX_TOP_K, row.shape[0])
-    idx = _top_indices(row, k)
-    return tuple(TopAlt(int(i), vocab.piece(int(i)), float(row[i]) - lse) for i in idx)
 
 
 def _stop_hold(text: str, stops: Sequence[str]) -> int:
@@ -658,46 +543,3 @@ class Engine:
                 n_past += 1
         self._reset_kv()
         return out
-
-
-# -- vocab-only tokenization (inspector, `based prompt`) ----------------------------------------
-
-_VOCAB_CACHE: OrderedDict[tuple[str, int, int], tuple[Any, _Vocab]] = OrderedDict()
-_VOCAB_LOCK = threading.Lock()
-
-
-def _vocab_model(path: str) -> tuple[Any, _Vocab]:
-    from desktop.core.gguf_info import validate_gguf
-
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, int(st.st_mtime_ns))
-    with _VOCAB_LOCK:
-        hit = _VOCAB_CACHE.get(key)
-        if hit is not None:
-            _VOCAB_CACHE.move_to_end(key)
-            return hit
-    validate_gguf(path)
-    lib = _llama()
-    try:
-        llm = lib.Llama(model_path=path, vocab_only=True, verbose=False)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"llama.cpp could not read the tokenizer of {Path(path).name} ({exc})."
-        ) from exc
-    vocab = _Vocab(llm._model.vocab, int(lib.llama_vocab_n_tokens(llm._model.vocab)))
-    with _VOCAB_LOCK:
-        _VOCAB_CACHE[key] = (llm, vocab)
-        while len(_VOCAB_CACHE) > 4:
-            _VOCAB_CACHE.popitem(last=False)
-    return llm, vocab
-
-
-_TOKENIZE_LOCK = threading.Lock()
-
-
-def tokenize_file(path: str | os.PathLike[str], text: str, add_bos: bool) -> list[TokenInfo]:
-    """Tokenize with a model file's own tokenizer, loading only its vocabulary (cached)."""
-    llm, vocab = _vocab_model(str(path))
-    with _TOKENIZE_LOCK:
-        ids = list(llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
-        return vocab.token_infos(ids)

@@ -96,7 +96,7 @@ def build_report(
     """
     from desktop.core.engine import Engine
     from desktop.core.prompts import Conversation
-    from desktop.core.shift import shift_with_engines
+    from desktop.core.shift_run import shift_with_engines
     from desktop.core.types import LoadOptions, StopReason
 
     t_start = time.perf_counter()

@@ -18,10 +18,9 @@ from desktop.core.shift import (
     analyze_shift,
     classify,
     reference_shift,
-    run_shift,
-    shift_prompt,
     vocab_compatible,
 )
+from desktop.core.shift_run import run_shift, shift_prompt
 from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams
 
 PROMPTS = [
