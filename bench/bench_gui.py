@@ -62,10 +62,14 @@ def main() -> int:
     w.controls.prompt.setPlainText(prompt)
 
     def wait(cond, timeout_s: float = 300.0) -> None:  # type: ignore[no-untyped-def]
+        # an idle event loop, as in the running app (busy-polling would steal a core from llama.cpp)
+        from PySide6.QtCore import QEventLoop
+
         end = time.monotonic() + timeout_s
         while not cond() and time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.002)
+            loop = QEventLoop()
+            QTimer.singleShot(20, loop.quit)
+            loop.exec()
 
     wait(lambda: all(w.controller.loaded[x] is not None for x in ("base", "instruct")))
     threads = w.controller.threads_per_model()

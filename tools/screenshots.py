@@ -21,7 +21,7 @@ os.environ.setdefault("BASED_HOME", tempfile.mkdtemp(prefix="based-shot-"))
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["compare", "shift", "models", "gallery"])
+    ap.add_argument("what", choices=["compare", "midrun", "inspector", "shift", "models", "gallery"])
     ap.add_argument("--base", default="")
     ap.add_argument("--instruct", default="")
     ap.add_argument("--user", default="What is the capital of France?")
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     from desktop.ui.app import create_main_window
 
     s = Settings(base_model=args.base, instruct_model=args.instruct, user_prompt=args.user,
-                 base_mode=args.mode, max_tokens=args.max_tokens, run_mode="sequential",
+                 base_mode=args.mode, max_tokens=args.max_tokens,
+                 run_mode="parallel" if args.what == "midrun" else "sequential",
                  shift_prompt_source=args.source, n_ctx=2048)
     w = create_main_window(s)
     w.resize(1366, 800)
@@ -64,7 +65,21 @@ def main(argv: list[str] | None = None) -> int:
             w.close()
             raise SystemExit(1)
 
-    if args.what in ("compare", "shift"):
+    if args.what == "midrun":  # both panes streaming: grab part-way
+        ctl = w.controller
+        wait_for(lambda: all(ctl.loaded[x] is not None or ctl.load_error[x] for x in ("base", "instruct")))
+        if args.heatmap:
+            w.base_pane.heatmap.setChecked(True)
+            w.instruct_pane.heatmap.setChecked(True)
+        w.controls.run_button.click()
+        wait_for(lambda: min(len(w.base_pane.answer.tokens()), len(w.instruct_pane.answer.tokens())) >= 25)
+        w.grab().save(args.out)
+        w.stop()
+        pause(300)
+        w.close()
+        print(args.out)
+        return 0
+    if args.what in ("compare", "shift", "inspector"):
         ctl = w.controller
         wait_for(lambda: all(ctl.loaded[x] is not None or ctl.load_error[x] for x in ("base", "instruct")))
         done: list[int] = []
@@ -74,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.heatmap:
             w.base_pane.heatmap.setChecked(True)
             w.instruct_pane.heatmap.setChecked(True)
+        if args.what == "inspector":
+            w.base_pane.tabs.setCurrentWidget(w.base_pane.inspector)
+            w.instruct_pane.tabs.setCurrentWidget(w.instruct_pane.inspector)
         if args.what == "shift":
             got: list[object] = []
             w.lens.shiftReady.connect(got.append)
