@@ -21,12 +21,50 @@ MAX_TOP_K = 10
 _ATTR_CONTROL = 1 << 3
 
 _LOG_CALLBACK: Any = None
+_PATCHED = False
+
+
+class _NoRedirect:
+    """Stands in for llama-cpp-python's ``suppress_stdout_stderr``.
+
+    With ``verbose=False`` that context manager ``dup2``s the process's stdout and stderr to
+    /dev/null around every model load. Two threads loading at once (both panes, or a pane and the
+    inspector's tokenizer) interleave the save/restore and can leave fds 1 and 2 pointing at
+    /dev/null for good: later prints and error messages vanish. llama.cpp's logging is already
+    routed to our quiet callback, so nothing needs redirecting.
+    """
+
+    def __init__(self, disable: bool = True) -> None:
+        pass
+
+    def __enter__(self) -> _NoRedirect:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _patch_redirects(llama_cpp: Any) -> None:
+    global _PATCHED
+    if _PATCHED:
+        return
+    import importlib
+
+    for name in ("llama_cpp.llama", "llama_cpp._internals", "llama_cpp.llama_chat_format"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(mod, "suppress_stdout_stderr"):
+            mod.suppress_stdout_stderr = _NoRedirect  # type: ignore[attr-defined]
+    _PATCHED = True
 
 
 def _llama() -> Any:
     import llama_cpp
 
     global _LOG_CALLBACK
+    _patch_redirects(llama_cpp)
     if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
         # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
         # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.

@@ -238,3 +238,31 @@ def test_close_is_idempotent(tiny_phi3: Path) -> None:
     e = Engine(tiny_phi3, LoadOptions(n_ctx=64, n_threads=1))
     e.close()
     e.close()
+
+
+def test_loading_in_several_threads_keeps_stdout_and_stderr(tiny_phi3: Path, tiny_llama_spm: Path,
+                                                            tmp_path: Path) -> None:
+    # llama-cpp-python's verbose=False load used to dup2 fds 1/2 to /dev/null around each load;
+    # two threads loading at once could leave them there for good (prints silently vanished)
+    import os
+    import sys
+
+    before = (os.fstat(1).st_ino, os.fstat(2).st_ino, sys.stdout, sys.stderr)
+    errors: list[BaseException] = []
+
+    def load(path: Path) -> None:
+        try:
+            for _ in range(3):
+                with Engine(path, LoadOptions(n_ctx=256, n_threads=1)):
+                    pass
+                tokenize_file(path, "hello", True)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in (tiny_phi3, tiny_llama_spm, tiny_phi3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert (os.fstat(1).st_ino, os.fstat(2).st_ino, sys.stdout, sys.stderr) == before
