@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.core.errors import BasedError, DownloadCancelled
-from desktop.workers.threads import new_thread
+from desktop.workers.threads import new_thread, quit_and_wait
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,5 @@ class DownloadHost(QObject):
         self.worker.stop_all()
         ok = True
         for t in (self.thread_dl, self.thread_hub):
-            t.quit()
-            ok = bool(t.wait(timeout_ms)) and ok
+            ok = quit_and_wait(t, timeout_ms) and ok
         return ok

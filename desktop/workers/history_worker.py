@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from desktop.core.errors import BasedError
 from desktop.core.prompts import RenderedPrompt
 from desktop.core.types import GenerationResult, GGUFInfo, LoadOptions, SamplingParams
-from desktop.workers.threads import new_thread
+from desktop.workers.threads import new_thread, quit_and_wait
 
 
 @dataclass(frozen=True)
@@ -178,5 +178,4 @@ class HistoryHost(QObject):
             return True
         self._alive = False
         self._close.emit()
-        self.qthread.quit()
-        return bool(self.qthread.wait(timeout_ms))
+        return quit_and_wait(self.qthread, timeout_ms)

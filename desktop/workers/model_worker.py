@@ -28,7 +28,7 @@ from desktop.workers.events import (
     LoadRequest,
     ModelLoaded,
 )
-from desktop.workers.threads import new_thread
+from desktop.workers.threads import new_thread, quit_and_wait
 
 
 class StreamBuffer:
@@ -261,8 +261,7 @@ class ModelHost(QObject):
             return True
         self._alive = False
         self.cancel.set()
-        self.qthread.quit()
-        ok = bool(self.qthread.wait(timeout_ms))
+        ok = quit_and_wait(self.qthread, timeout_ms)
         if ok:
             self.worker.free()
         return ok

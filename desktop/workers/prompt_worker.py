@@ -18,7 +18,7 @@ from desktop.core.prompts import (
 )
 from desktop.core.types import GGUFInfo
 from desktop.workers.events import PromptJob, PromptReport, SidePrompt
-from desktop.workers.threads import new_thread
+from desktop.workers.threads import new_thread, quit_and_wait
 
 DEFAULT_N_CTX = 4096
 
@@ -98,5 +98,4 @@ class PromptHost(QObject):
         if not self._alive:
             return True
         self._alive = False
-        self.qthread.quit()
-        return bool(self.qthread.wait(timeout_ms))
+        return quit_and_wait(self.qthread, timeout_ms)

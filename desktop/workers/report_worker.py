@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.core.errors import BasedError
-from desktop.workers.threads import new_thread
+from desktop.workers.threads import new_thread, quit_and_wait
 
 
 @dataclass(frozen=True)
@@ -84,5 +84,4 @@ class ReportHost(QObject):
             return True
         self._alive = False
         self.cancel.set()
-        self.qthread.quit()
-        return bool(self.qthread.wait(timeout_ms))
+        return quit_and_wait(self.qthread, timeout_ms)

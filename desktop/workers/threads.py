@@ -25,3 +25,11 @@ def running_threads() -> list[str]:
         except RuntimeError:  # the C++ object is gone
             continue
     return out
+
+
+def quit_and_wait(thread: QThread, timeout_ms: int = 3000) -> bool:
+    """Ask a worker thread's event loop to end and wait for it; False if it did not stop in time.
+
+    Callers set their cancel events first, so a job in flight returns promptly."""
+    thread.quit()
+    return bool(thread.wait(timeout_ms))

@@ -7,20 +7,9 @@ import json
 from pathlib import Path
 
 from desktop.core.shift import ShiftClass
-
-LONG = 20_000
-
-
-def _loaded(qtbot, w) -> None:  # type: ignore[no-untyped-def]
-    qtbot.waitUntil(
-        lambda: all(w.controller.loaded[s] is not None or w.controller.load_error[s] for s in ("base", "instruct")),
-        timeout=LONG,
-    )
-
-
-def _run(qtbot, w) -> None:  # type: ignore[no-untyped-def]
-    with qtbot.waitSignal(w.controller.runFinished, timeout=LONG):
-        w.controls.run_button.click()
+from tests.ui.test_main_window import LONG
+from tests.ui.test_main_window import run_and_wait as _run
+from tests.ui.test_main_window import wait_loaded as _loaded
 
 
 def test_shift_overlay_same_model_is_unshifted(qtbot, make_window, settings_for, tiny_phi3) -> None:

@@ -9,7 +9,7 @@ from desktop.core import paths
 from desktop.core.settings import Settings
 from desktop.workers.threads import running_threads
 
-LONG = 15_000
+LONG = 20_000
 
 
 def wait_loaded(qtbot, w) -> None:  # type: ignore[no-untyped-def]
