@@ -148,7 +148,8 @@ def _hash_existing(path: Path, hashes: _Hashes, n: int, cancel: threading.Event)
 
 
 class _Sink:
-    """Writes and hashes pieces on its own thread, so disk and sha256 overlap the network.
+    """Writes pieces on its own thread while the caller hashes them, so disk, sha256 and the
+    network overlap.
 
     ``put`` hands over a piece; ``restart`` (the server ignored Range) empties the file and the
     hashes; ``close`` writes what is queued, stops the thread and re-raises its error."""
@@ -174,7 +175,6 @@ class _Sink:
                 view = memoryview(piece)
                 while view:
                     view = view[os.write(self.fd, view) :]
-                self.hashes.update(piece)
                 self.written += len(piece)
             except BaseException as exc:  # reported by put()/close()
                 self.error = exc
@@ -188,6 +188,9 @@ class _Sink:
 
     def put(self, piece: bytes) -> None:
         self._check()
+        # hash on the caller's thread (sha256 releases the GIL), write on the writer thread:
+        # on two cores the network read, the hash and the disk write overlap
+        self.hashes.update(piece)
         self.queue.put(piece)
 
     def _drain(self) -> None:
