@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -21,6 +21,15 @@ def _eta(s: float | None) -> str:
         return ""
     s_i = int(s)
     return f"{s_i // 60} min {s_i % 60:02d} s left" if s_i >= 60 else f"{s_i} s left"
+
+
+def _linkify(message: str) -> str:
+    """Plain sentence -> rich text with its https links clickable (e.g. a gated model's licence)."""
+    import html
+    import re
+
+    text = html.escape(message)
+    return re.sub(r"(https://[^\s<]+[^\s<.,;:)])", r"<a href='\1'>\1</a>", text)
 
 
 class DownloadRow(QWidget):
@@ -50,6 +59,8 @@ class DownloadRow(QWidget):
         lay.addWidget(self.bar)
         self.status = QLabel("Waiting for the downloads before it…")
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.RichText)
+        self.status.setOpenExternalLinks(True)
         lay.addWidget(self.status)
         self.pause.clicked.connect(self._pause_clicked)
         self.cancel.clicked.connect(self._cancel_clicked)
@@ -80,7 +91,7 @@ class DownloadRow(QWidget):
                 parts.append(eta)
             self.status.setText(" · ".join(parts))
         elif u.message:
-            self.status.setText(u.message)
+            self.status.setText(_linkify(u.message))
         self.pause.setText("Resume" if u.state in ("paused", "failed") else "Pause")
         self.pause.setEnabled(u.state not in ("done", "cancelled"))
         self.cancel.setEnabled(u.state not in ("done", "cancelled"))

@@ -166,3 +166,22 @@ def test_partial_from_an_earlier_session_resumes(qtbot, hub, tmp_path) -> None: 
     sha = hub.sha256(repo, name)
     assert [r.range for r in hub.requests_for("GET", contains=sha)][-1] == f"bytes={40 * 1024}-"
     panel.shutdown()
+
+
+def test_gated_download_says_what_to_do_with_a_link(qtbot, hub) -> None:  # type: ignore[no-untyped-def]
+    from desktop.core.hub import RemoteFile
+    from desktop.core.settings import Settings
+    from desktop.ui.models_panel import ModelsPanel
+
+    panel = ModelsPanel(Settings())
+    qtbot.addWidget(panel)
+    hub.fail("test/Tiny-Base-GGUF", 403)
+    panel._download_remote(RemoteFile("test/Tiny-Base-GGUF", "tiny-base.Q8_0.gguf", None, "Q8_0", None, None))
+    (row,) = panel.downloads.rows.values()
+    qtbot.waitUntil(lambda: row.state == "failed", timeout=LONG)
+    text = row.status.text()
+    assert "gated" in text and "<a href='https://huggingface.co/test/Tiny-Base-GGUF'>" in text
+    assert "token" in text and "Traceback" not in text
+    assert row.pause.text() == "Resume" and row.pause.isEnabled()  # can retry after accepting
+    assert panel.token.echoMode() == panel.token.EchoMode.Password
+    panel.shutdown()
