@@ -49,3 +49,22 @@ def test_compare_real_models(smollm: Path, gemma: Path, capsys: pytest.CaptureFi
     assert data["instruct"]["text"].strip()
     for side in ("base", "instruct"):
         assert data[side]["stats"]["generated_tokens"] > 0
+
+
+def test_shift_same_real_model_is_almost_all_unshifted(smollm: Path) -> None:
+    from desktop.core.prompts import Conversation
+    from desktop.core.shift_run import run_shift
+
+    run = run_shift(smollm, smollm, Conversation("Give me three tips for staying focused."),
+                    max_tokens=64, threads=2)
+    s = run.result.summary
+    assert s.n_tokens == len(run.result.tokens) > 10
+    # batched vs incremental evaluation of a Q4_1 model may swap near-ties (rank 2), never more
+    assert s.shares["unshifted"] >= 0.97 and s.shifted == 0
+
+
+def test_different_real_tokenizers_are_refused(smollm: Path, gemma: Path) -> None:
+    from desktop.core.shift import vocab_compatible
+
+    check = vocab_compatible(gemma, smollm)
+    assert not check.ok and "tokens" in check.reason
