@@ -393,6 +393,22 @@ class HistoryStore:
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"The comparison could not be saved to history ({exc}).") from exc
 
+    def set_shift(self, id: int, shift: dict[str, Any]) -> None:
+        """Attach a token-shift result (``ShiftResult.to_json_dict()``) to a saved comparison,
+        in one transaction (the analysis usually finishes after the comparison was saved)."""
+        try:
+            with self._tx():
+                row = self._db.execute("SELECT record FROM comparisons WHERE id = ?", (int(id),)).fetchone()
+                if row is None:
+                    raise HistoryError(f"There is no comparison number {id} in the history.")
+                data = json.loads(row[0])
+                data["shift"] = shift
+                blob = json.dumps(data, ensure_ascii=False, allow_nan=False)
+                self._db.execute("UPDATE comparisons SET record = ?, has_shift = 1 WHERE id = ?",
+                                 (blob, int(id)))
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(f"The token-shift result could not be saved to history ({exc}).") from exc
+
     def get(self, id: int) -> ComparisonRecord:
         with self._lock:
             row = self._db.execute("SELECT record FROM comparisons WHERE id = ?", (int(id),)).fetchone()

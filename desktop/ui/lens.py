@@ -62,6 +62,7 @@ class LensController(QObject):
         self.shift_id = 0
         self.result: ShiftResult | None = None
         self.last_record_id = 0
+        self.record_run = 0  # the run whose comparison last_record_id holds
         self.auto_analyze = False
         self._saved_for_run = 0
         ctl.runFinished.connect(self.on_run_finished)
@@ -129,9 +130,12 @@ class LensController(QObject):
     def on_history(self, ev: HistoryEvent) -> None:
         if ev.kind == "saved" and ev.query_id == self.ctl.run_id:
             self.last_record_id = int(ev.payload)  # type: ignore[call-overload]
+            self.record_run = ev.query_id
             self.bar.export.setEnabled(True)
             self.bar.note.setText("Saved to history.")
             self.saved.emit(self.last_record_id)
+            if self.result is not None:  # the analysis finished before the save
+                self.history.set_shift(self.last_record_id, self.result.to_json_dict())
         elif ev.kind == "error" and ev.query_id == self.ctl.run_id:
             self.bar.note.setText(ev.message)
         elif ev.kind == "record" and ev.query_id == self._export_query:
@@ -208,6 +212,8 @@ class LensController(QObject):
         colors = {c.value: QColor(c.color) for c in ShiftClass}
         answer.set_overlay(classes, colors, tips, LEGEND)  # type: ignore[arg-type]
         self.pane.legend.setText(LEGEND)
+        if self.last_record_id and self.record_run == self.ctl.run_id:
+            self.history.set_shift(self.last_record_id, res.to_json_dict())
         self.shiftReady.emit(res)
 
     def clear_overlay(self) -> None:

@@ -36,7 +36,7 @@ class SaveJob:
 
 @dataclass(frozen=True)
 class HistoryEvent:
-    kind: str  # saved | rows | record | exported | deleted | error
+    kind: str  # saved | shift-saved | rows | record | exported | deleted | error
     query_id: int = 0
     payload: object = None
     message: str = ""
@@ -74,6 +74,14 @@ class HistoryWorker(QObject):
             self.happened.emit(HistoryEvent("saved", job.run_id, rid))
         except (BasedError, OSError) as exc:
             self.happened.emit(HistoryEvent("error", job.run_id, None, f"This comparison could not be saved to history ({exc})."))
+
+    @Slot(int, object)
+    def set_shift(self, record_id: int, shift: object) -> None:
+        try:
+            self.store().set_shift(record_id, shift)
+            self.happened.emit(HistoryEvent("shift-saved", record_id, record_id))
+        except (BasedError, OSError) as exc:
+            self.happened.emit(HistoryEvent("error", record_id, None, str(exc)))
 
     @Slot(int, str)
     def search(self, query_id: int, text: str) -> None:
@@ -126,6 +134,7 @@ class HistoryWorker(QObject):
 class HistoryHost(QObject):
     _save = Signal(object)
     _search = Signal(int, str)
+    _set_shift = Signal(int, object)
     _load = Signal(int, int)
     _delete = Signal(int, int)
     _export = Signal(int, object, str, str)
@@ -138,6 +147,7 @@ class HistoryHost(QObject):
         self.worker.moveToThread(self.qthread)
         self._save.connect(self.worker.save)
         self._search.connect(self.worker.search)
+        self._set_shift.connect(self.worker.set_shift)
         self._load.connect(self.worker.load)
         self._delete.connect(self.worker.delete)
         self._export.connect(self.worker.export)
@@ -152,6 +162,9 @@ class HistoryHost(QObject):
 
     def save(self, job: SaveJob) -> None:
         self._save.emit(job)
+
+    def set_shift(self, record_id: int, shift: dict[str, object]) -> None:
+        self._set_shift.emit(record_id, shift)
 
     def search(self, text: str) -> int:
         qid = self._id()

@@ -87,6 +87,18 @@ def test_search_delete_and_errors(tmp_path: Path) -> None:
         assert store.count() == 2
 
 
+def test_shift_attached_after_saving(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "h.sqlite3") as store:
+        rid = store.add(make("Attach later"))
+        assert store.get(rid).shift is None and not store.search("Attach")[0].has_shift
+        shift = {"tokens": [], "summary": {"unshifted": 0.9, "marginal": 0.1, "shifted": 0.0}}
+        store.set_shift(rid, shift)
+        assert store.get(rid).shift == shift and store.search("Attach")[0].has_shift
+        assert store.get(rid).user == "Attach later"  # the rest of the record is untouched
+        with pytest.raises(BasedError, match="no comparison number"):
+            store.set_shift(rid + 99, shift)
+
+
 def test_usable_from_another_thread(tmp_path: Path) -> None:
     store = HistoryStore(tmp_path / "t.sqlite3")
     ids: list[int] = []

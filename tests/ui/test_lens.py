@@ -118,3 +118,19 @@ def test_history_saves_lists_and_exports(qtbot, make_window, settings_for, tmp_p
     qtbot.waitUntil(lambda: "A question for history" in w.history_panel.view.toPlainText(), timeout=LONG)
     w.history_panel.query.setText("zebra-not-there")
     qtbot.waitUntil(lambda: w.history_panel.list.topLevelItemCount() == 0, timeout=LONG)
+
+
+def test_shift_is_stored_with_the_comparison(qtbot, make_window, settings_for, tiny_phi3) -> None:  # type: ignore[no-untyped-def]
+    from desktop.core.history import HistoryStore
+
+    w = make_window(settings_for(base_model=str(tiny_phi3), user_prompt="Store my shift"))
+    _loaded(qtbot, w)
+    with qtbot.waitSignal(w.lens.saved, timeout=LONG) as saved:
+        _run(qtbot, w)
+    with qtbot.waitSignal(w.history_host.worker.happened, timeout=LONG,
+                          check_params_cb=lambda ev: ev.kind == "shift-saved"):
+        w.lens.panel.analyze.click()
+    with HistoryStore() as store:
+        rec = store.get(saved.args[0])
+        assert rec.shift is not None and rec.shift["summary"]["unshifted"] >= 0.97
+        assert store.search("Store my shift")[0].has_shift
