@@ -1,8 +1,9 @@
 """Downloads and Hugging Face queries off the GUI thread.
 
 One long-lived worker thread runs downloads one after another (queued calls wait their turn in
-the thread's event loop); another answers search/listing queries so browsing never waits behind
-a download. Both emit plain frozen data only.
+the thread's event loop); search/listing queries run on short-lived daemon threads so browsing
+never waits behind a download and closing never waits for the network. Both emit plain frozen
+data only.
 """
 
 from __future__ import annotations
@@ -131,9 +132,22 @@ class DownloadWorker(QObject):
 
 
 class HubWorker(QObject):
+    """Answers Hugging Face queries. Each query runs on a short-lived daemon thread: a search
+    can wait on a slow network for many seconds, and closing the window must never wait for it
+    (nor leave a QThread running). The answer reaches the GUI thread as a queued signal; a
+    superseded one is dropped there by its id."""
+
     answer = Signal(object)
 
-    @Slot(object)
+    def start(self, q: HubQuery) -> None:
+        threading.Thread(target=self.run, args=(q,), name=f"hub-{q.kind}", daemon=True).start()
+
+    def _emit(self, a: HubAnswer) -> None:
+        try:
+            self.answer.emit(a)
+        except RuntimeError:  # the panel (and this object) closed while the query ran
+            pass
+
     def run(self, q: HubQuery) -> None:
         from desktop.core import hub
 
@@ -153,31 +167,26 @@ class HubWorker(QObject):
                 items = (gpu, free_vram_bytes() if gpu else None)
             else:
                 raise ValueError(q.kind)
-            self.answer.emit(HubAnswer(q.query_id, q.kind, items))
+            self._emit(HubAnswer(q.query_id, q.kind, items))
         except BasedError as exc:
-            self.answer.emit(HubAnswer(q.query_id, q.kind, (), str(exc)))
+            self._emit(HubAnswer(q.query_id, q.kind, (), str(exc)))
         except Exception as exc:
-            self.answer.emit(HubAnswer(q.query_id, q.kind, (), f"Hugging Face could not be reached ({exc}); try again later."))
+            self._emit(HubAnswer(q.query_id, q.kind, (), f"Hugging Face could not be reached ({exc}); try again later."))
 
 
 class DownloadHost(QObject):
     """GUI-side owner of the download and hub threads."""
 
     _run = Signal(object)
-    _query = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.thread_dl = new_thread("downloads")
-        self.thread_hub = new_thread("hub-queries")
         self.worker = DownloadWorker()
-        self.hub = HubWorker()
+        self.hub = HubWorker(self)
         self.worker.moveToThread(self.thread_dl)
-        self.hub.moveToThread(self.thread_hub)
         self._run.connect(self.worker.run)
-        self._query.connect(self.hub.run)
         self.thread_dl.start()
-        self.thread_hub.start()
         self._next = 0
         self._alive = True
 
@@ -194,7 +203,8 @@ class DownloadHost(QObject):
 
     def query(self, kind: str, text: str) -> int:
         qid = self.new_id()
-        self._query.emit(HubQuery(qid, kind, text))
+        if self._alive:
+            self.hub.start(HubQuery(qid, kind, text))
         return qid
 
     def shutdown(self, timeout_ms: int = 3000) -> bool:
@@ -203,7 +213,4 @@ class DownloadHost(QObject):
             return True
         self._alive = False
         self.worker.stop_all()
-        ok = True
-        for t in (self.thread_dl, self.thread_hub):
-            ok = quit_and_wait(t, timeout_ms) and ok
-        return ok
+        return quit_and_wait(self.thread_dl, timeout_ms)

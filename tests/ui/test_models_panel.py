@@ -185,3 +185,28 @@ def test_gated_download_says_what_to_do_with_a_link(qtbot, hub) -> None:  # type
     assert row.pause.text() == "Resume" and row.pause.isEnabled()  # can retry after accepting
     assert panel.token.echoMode() == panel.token.EchoMode.Password
     panel.shutdown()
+
+
+def test_closing_during_a_hung_search_does_not_wait(qtbot, make_window, settings_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections into the backlog and never answers
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    try:
+        w = make_window(settings_for())
+        w.models_panel.browser.query.setText("anything")
+        w.models_panel.browser.search.click()
+        qtbot.wait(300)
+        assert "Searching" in w.models_panel.browser.status.text()
+        w.close()
+        # closed while the search still hangs: its thread was not waited for, and being a
+        # daemon it cannot keep the app from exiting
+        hung = [t for t in threading.enumerate() if t.name == "hub-search" and t.is_alive()]
+        assert hung and all(t.daemon for t in hung)
+        assert w.models_panel.host.thread_dl.isFinished()
+    finally:
+        silent.close()
