@@ -188,19 +188,21 @@ def test_gated_download_says_what_to_do_with_a_link(qtbot, hub) -> None:  # type
 
 
 def test_closing_during_a_hung_search_does_not_wait(qtbot, make_window, settings_for, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import socket
     import threading
 
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)  # accepts connections into the backlog and never answers
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    # a search that hangs (as on a dead network) until the test lets it go
+    release = threading.Event()
+
+    def hung_search(text: str, limit: int = 30) -> list[object]:
+        release.wait(60)
+        return []
+
+    monkeypatch.setattr("desktop.core.hub.search_gguf_repos", hung_search)
     try:
         w = make_window(settings_for())
         w.models_panel.browser.query.setText("anything")
         w.models_panel.browser.search.click()
-        qtbot.wait(300)
+        qtbot.wait(200)
         assert "Searching" in w.models_panel.browser.status.text()
         w.close()
         # closed while the search still hangs: its thread was not waited for, and being a
@@ -209,4 +211,7 @@ def test_closing_during_a_hung_search_does_not_wait(qtbot, make_window, settings
         assert hung and all(t.daemon for t in hung)
         assert w.models_panel.host.thread_dl.isFinished()
     finally:
-        silent.close()
+        release.set()
+        for t in threading.enumerate():
+            if t.name == "hub-search":
+                t.join(10)
