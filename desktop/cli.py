@@ -28,6 +28,7 @@ from desktop.core.errors import BasedError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+MODES = ["raw", "twin-template", "qa", "urial"]  # desktop.core.prompts.BaseMode values
 EXTENSIONS = ("desktop.cli_models", "desktop.cli_lens")
 
 
@@ -92,15 +93,11 @@ def _conversation(args: argparse.Namespace) -> Any:
 
 def _template_info(path: str, bos: str, eos: str) -> Any:
     """A GGUFInfo-like record for a bare .jinja template (no model)."""
+    from desktop.core.paths import read_user_text
     from desktop.core.types import GGUFInfo
 
     p = Path(path)
-    if not p.is_file():
-        raise BasedError(f"{p.name} was not found. Check the path to the template file.")
-    try:
-        source = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BasedError(f"{p.name} could not be read as a UTF-8 text file ({exc}).") from exc
+    source = read_user_text(p, "template")
     return GGUFInfo(
         path=str(p), file_size=p.stat().st_size, version=0, name=p.stem, architecture="",
         size_label="", parameter_count=0, file_type="", context_length=0, tokenizer_model="",
@@ -298,14 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
 
-    modes = ["raw", "twin-template", "qa", "urial"]
     p = sub.add_parser("prompt", help="print exactly the prompt a model receives")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="GGUF file (a vocab-only GGUF works too)")
     src.add_argument("--template", help="a Jinja chat template file")
     p.add_argument("--system", default=None)
     p.add_argument("--user", required=True)
-    p.add_argument("--mode", choices=modes, help="base-model prompt mode (default: the chat template)")
+    p.add_argument("--mode", choices=MODES, help="base-model prompt mode (default: the chat template)")
     p.add_argument("--twin", help="instruct twin GGUF whose template twin-template mode uses")
     p.add_argument("--tokens", action="store_true", help="show the tokens as the model's tokenizer parses them")
     p.add_argument("--json", action="store_true")
@@ -320,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--instruct", required=True)
     c.add_argument("--user", required=True)
     c.add_argument("--system", default=None)
-    c.add_argument("--mode", choices=modes, default="urial", help="base-model prompt mode (default: urial)")
+    c.add_argument("--mode", choices=MODES, default="urial", help="base-model prompt mode (default: urial)")
     c.add_argument("--json", action="store_true")
     _add_sampling(c)
     c.set_defaults(func=cmd_compare)

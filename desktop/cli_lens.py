@@ -15,19 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from desktop.cli import EXIT_INTERRUPTED, MODES, _json_out, _out  # the shared CLI helpers
 from desktop.core.errors import BasedError
-
-EXIT_INTERRUPTED = 130
-MODES = ["raw", "twin-template", "qa", "urial"]
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _json_out(obj: Any) -> None:
-    _out(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
 @contextmanager
@@ -116,33 +105,8 @@ def cmd_shift(args: argparse.Namespace) -> int:
 # -- report --------------------------------------------------------------------------------------
 
 
-def read_prompt_file(path: str) -> list[str]:
-    """A prompt set: a .json list of strings, or text with one prompt per line."""
-    from desktop.core.examples import parse_prompt_list
-
-    p = Path(path)
-    if not p.is_file():
-        raise BasedError(f"{p.name} was not found. Check the path to the prompt file.")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BasedError(f"{p.name} could not be read as a UTF-8 text file ({exc}).") from exc
-    if p.suffix.lower() == ".json":
-        try:
-            prompts = parse_prompt_list(json.loads(text))
-        except (json.JSONDecodeError, ValueError):
-            raise BasedError(
-                f"{p.name} must hold a JSON list of prompt strings, like [\"First\", \"Second\"]."
-            ) from None
-    else:
-        prompts = [line.strip() for line in text.splitlines() if line.strip()]
-    if not prompts:
-        raise BasedError(f"{p.name} holds no prompts.")
-    return prompts
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from desktop.core.examples import load_starter_prompts
+    from desktop.core.examples import load_starter_prompts, read_prompt_file
     from desktop.core.report import build_report, render_report_html
 
     prompts = read_prompt_file(args.prompts) if args.prompts else load_starter_prompts()

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from desktop.cli import EXIT_INTERRUPTED
 from desktop.core import settings as settings_mod
 from desktop.core.errors import BasedError, DownloadCancelled
 from desktop.core.gguf_info import human_bytes
-
-EXIT_INTERRUPTED = 130
 
 
 def _settings() -> settings_mod.Settings:

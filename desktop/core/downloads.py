@@ -186,7 +186,7 @@ def _claim(final: Path) -> Iterator[None]:
             _ACTIVE.discard(key)
 
 
-# ----- HTTP over huggingface_hub's own client -------------------------------------------------
+# ----- what the hub says about the file (huggingface_hub's own metadata call) ------------------
 
 
 @dataclass

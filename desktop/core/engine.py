@@ -175,6 +175,7 @@ class Engine:
         self._n_batch = int(self._llm.n_batch)
         self._row_type = ctypes.c_float * n_vocab
         self._scratch = np.empty(n_vocab, dtype=np.float32)
+        self._scratch2d: np.ndarray | None = None  # score()'s buffer, made on first use
         self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
         self._closed = False
         self.last_stats = GenerationStats()
@@ -505,11 +506,9 @@ class Engine:
         return out
 
     def _score_scratch(self, shape: tuple[int, int]) -> np.ndarray:
-        buf = getattr(self, "_scratch2d", None)
-        if buf is None or buf.shape[0] < shape[0] or buf.shape[1] != shape[1]:
-            buf = np.empty((max(shape[0], 64), shape[1]), dtype=np.float32)
-            self._scratch2d = buf
-        return buf[: shape[0]]
+        if self._scratch2d is None or self._scratch2d.shape[0] < shape[0]:
+            self._scratch2d = np.empty(shape, dtype=np.float32)  # grows to the largest chunk
+        return self._scratch2d[: shape[0]]
 
     def score_stepwise(
         self, prompt_tokens: Sequence[int], continuation: Sequence[int], top_k: int = 5

@@ -89,6 +89,29 @@ def parse_prompt_list(data: Any) -> list[str]:
     return [p for p in data]
 
 
+def read_prompt_file(path: str) -> list[str]:
+    """A prompt set: a .json list of strings, or text with one prompt per line."""
+    from pathlib import Path
+
+    from desktop.core.errors import BasedError
+    from desktop.core.paths import read_user_text
+
+    p = Path(path)
+    text = read_user_text(p, "prompt")
+    if p.suffix.lower() == ".json":
+        try:
+            prompts = parse_prompt_list(json.loads(text))
+        except ValueError:  # json.JSONDecodeError is a ValueError
+            raise BasedError(
+                f"{p.name} must hold a JSON list of prompt strings, like [\"First\", \"Second\"]."
+            ) from None
+    else:
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise BasedError(f"{p.name} holds no prompts.")
+    return prompts
+
+
 def load_starter_prompts() -> list[str]:
     """The report's built-in starter set (about 20 varied prompts)."""
     return parse_prompt_list(json.loads(_asset_text("prompts", "starter.json")))

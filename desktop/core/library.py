@@ -145,11 +145,6 @@ def remove_model(settings: Settings, path: str) -> int:
         freed = 0
     except OSError as exc:
         raise LibraryError(f"{p.name} could not be deleted ({exc.strerror}); close other apps using it and try again.") from exc
-    for sidecar in (real.with_name(real.name + ".sha256"),):
-        try:
-            sidecar.unlink()
-        except OSError:
-            pass
     if in_models:  # tidy empty repo folders
         parent = real.parent
         while parent != models and models in parent.parents:

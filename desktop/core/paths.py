@@ -47,5 +47,18 @@ def settings_file() -> Path:
     return config_dir() / "settings.json"
 
 
+def read_user_text(path: str | os.PathLike[str], what: str) -> str:
+    """A UTF-8 text file the user named (a template, a prompt set), with one-sentence errors."""
+    from desktop.core.errors import BasedError
+
+    p = Path(path)
+    if not p.is_file():
+        raise BasedError(f"{p.name} was not found. Check the path to the {what} file.")
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BasedError(f"{p.name} could not be read as a UTF-8 text file ({exc}).") from exc
+
+
 def history_db() -> Path:
     return data_dir() / "history.sqlite3"

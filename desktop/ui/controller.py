@@ -267,8 +267,7 @@ class ComparisonController(QObject):
             if toks:
                 pane = self.panes[side]
                 pane.append_tokens(toks)
-                # a status label's new text re-lays out the window (word wrap): a few times a
-                # second is plenty, and at every flush it cost a third of the model's speed
+                # the count changes every flush; repainting it a few times a second is plenty
                 if now - self._status_at.get(side, 0.0) >= STATUS_EVERY_S:
                     self._status_at[side] = now
                     pane.set_status(f"Generating… {len(pane.answer.tokens())} tokens")

@@ -223,6 +223,12 @@ class ControlsPanel(QWidget):
         if key in PRESETS:
             self.apply_params(PRESETS[key])
 
+    def choose_preset(self, key: str) -> None:
+        """Select a sampling preset and apply its values, as if the user picked it."""
+        i = self.preset.findData(key)
+        self.preset.setCurrentIndex(i)
+        self._preset_chosen(i)
+
     @Slot(int)
     def _run_mode_chosen(self, _index: int) -> None:
         self.runModeChanged.emit(str(self.run_mode.currentData()))

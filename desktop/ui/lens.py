@@ -63,6 +63,9 @@ class LensController(QObject):
         self.result: ShiftResult | None = None
         self.last_record_id = 0
         self.record_run = 0  # the run whose comparison last_record_id holds
+        self._export_query = -1  # the history load an export is waiting for
+        self._export_fmt = "json"
+        self._export_path = ""
         self.auto_analyze = False
         self._saved_for_run = 0
         ctl.runFinished.connect(self.on_run_finished)
@@ -148,10 +151,6 @@ class LensController(QObject):
         elif ev.kind == "exported":
             self.bar.note.setText(ev.message)
 
-    _export_query = -1
-    _export_fmt = "json"
-    _export_path = ""
-
     @Slot()
     def export_current(self) -> None:
         path, chosen = QFileDialog.getSaveFileName(
@@ -216,15 +215,9 @@ class LensController(QObject):
             self.history.set_shift(self.last_record_id, res.to_json_dict())
         self.shiftReady.emit(res)
 
-    def clear_overlay(self) -> None:
-        self.pane.answer.set_overlay(None, {}, None, "")
-        self.pane.legend.setText("")
-
     @Slot()
     def rerun_greedy(self) -> None:
-        i = self.controls.preset.findData("deterministic")
-        self.controls.preset.setCurrentIndex(i)
-        self.controls._preset_chosen(i)
+        self.controls.choose_preset("deterministic")
         self.auto_analyze = True
         self.controls.runRequested.emit()
 
@@ -238,8 +231,6 @@ class LensController(QObject):
         idx = c.mode.findData(ex.base_mode.value)  # type: ignore[attr-defined]
         if idx >= 0:
             c.mode.setCurrentIndex(idx)
-        i = c.preset.findData("deterministic")
-        c.preset.setCurrentIndex(i)
-        c._preset_chosen(i)
+        c.choose_preset("deterministic")
         c.max_tokens.setValue(int(ex.max_tokens))  # type: ignore[attr-defined]
         self.bar.note.setText(ex.what_to_look_for)  # type: ignore[attr-defined]

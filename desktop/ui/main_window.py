@@ -92,12 +92,12 @@ class MainWindow(QMainWindow):
         self.report_dialog: QDialog | None = None
         self.controls.load_settings(settings)
         self._wire()
+        self.model_entries: list[tuple[str, str]] = []  # (label, path), from the last scan
         self.refresh_models()
         for side, path in (("base", settings.base_model), ("instruct", settings.instruct_model)):
             if path:
                 self.controller.set_model(side, path)
         self._inputs_changed()
-        self._update_empty_state()
         self._restore_geometry()
 
     # -- composition ---------------------------------------------------------------------------
@@ -200,12 +200,11 @@ class MainWindow(QMainWindow):
             self.settings.base_model = path
         else:
             self.settings.instruct_model = path
-        known = {p for _, p in scan_models(self.settings)}
+        known = {p for _, p in self.model_entries}
         if path and path not in known and path not in self.settings.extra_model_files:
             self.settings.extra_model_files.append(path)
         self.refresh_models()
         self.controller.set_model(side, path)
-        self._update_empty_state()
         self.save_settings()
 
     @Slot(str, str)
@@ -216,9 +215,10 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def refresh_models(self) -> None:
-        entries = scan_models(self.settings)
-        self.base_pane.set_models(entries, self.settings.base_model)
-        self.instruct_pane.set_models(entries, self.settings.instruct_model)
+        """Scan the library once (directory listings) and update both pickers and the empty state."""
+        self.model_entries = scan_models(self.settings)
+        self.base_pane.set_models(self.model_entries, self.settings.base_model)
+        self.instruct_pane.set_models(self.model_entries, self.settings.instruct_model)
         self._update_empty_state()
 
     @Slot()
@@ -227,7 +227,7 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentWidget(self.models_panel)
 
     def _update_empty_state(self) -> None:
-        has_any = bool(scan_models(self.settings)) or bool(self.settings.base_model or self.settings.instruct_model)
+        has_any = bool(self.model_entries) or bool(self.settings.base_model or self.settings.instruct_model)
         self.stack.setCurrentWidget(self.splitter if has_any else self.empty)
 
     # -- persistence ---------------------------------------------------------------------------

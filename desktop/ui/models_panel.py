@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -240,8 +240,7 @@ class ModelsPanel(QWidget):
             except CatalogError:
                 continue
             item.setText(3, verdict.value)
-            item.setForeground(3, Qt.GlobalColor.darkGreen if verdict is Verdict.FITS else
-                               (Qt.GlobalColor.darkYellow if verdict is Verdict.TIGHT else Qt.GlobalColor.red))
+            item.setForeground(3, QColor(VERDICT_COLOUR[verdict]))
 
     @Slot()
     def _update_fit(self) -> None:
@@ -309,7 +308,6 @@ class ModelsPanel(QWidget):
             row.cancelRequested.connect(self._cancel)
         existing = dest / filename
         if existing.is_file():
-            self.host.worker.register(job.job_id)
             size_now = existing.stat().st_size
             self._on_update(DownloadUpdate(job.job_id, "done", size_now, size_now, path=str(existing),
                                            message="Already in your library."))
@@ -496,9 +494,6 @@ class ModelsPanel(QWidget):
             settings_mod.save(self.settings)
         except OSError:
             pass
-
-    def open_folder(self) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.settings.resolved_models_dir())))
 
     def shutdown(self) -> None:
         self.host.shutdown()

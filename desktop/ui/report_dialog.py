@@ -91,19 +91,13 @@ class ReportDialog(QDialog):
             self.load_prompts(path)
 
     def load_prompts(self, path: str) -> None:
-        import json
-
-        from desktop.core.examples import parse_prompt_list
+        from desktop.core.errors import BasedError
+        from desktop.core.examples import read_prompt_file
 
         try:
-            text = Path(path).read_text(encoding="utf-8")
-            prompts = parse_prompt_list(json.loads(text)) if path.endswith(".json") else [
-                line.strip() for line in text.splitlines() if line.strip()]
-        except (OSError, ValueError) as exc:
-            self.status.setText(f"That prompt file could not be read ({exc}).")
-            return
-        if not prompts:
-            self.status.setText("That file holds no prompts.")
+            prompts = read_prompt_file(path)
+        except BasedError as exc:
+            self.status.setText(str(exc))
             return
         self.prompts = prompts
         self.prompts_label.setText(f"{Path(path).name} ({len(prompts)} prompts)")
