@@ -44,11 +44,49 @@ class _NoRedirect:
         return None
 
 
+def extra_buffers_allowed(system_info: str, override: str | None = None) -> bool:
+    """Whether llama.cpp may repack weights into its "extra" CPU buffer types.
+
+    On CPUs with Intel AMX (Xeon Sapphire Rapids and later), llama.cpp puts Q4_0/Q4_1/Q8_0 and
+    k-quant weights in an AMX buffer whose matrix kernel crashes the process (SIGSEGV in
+    ``ggml_backend_amx_mul_mat``, llama.cpp issue 20824; seen with llama-cpp-python 0.3.36 on a
+    single model and on two at once). Without extra buffers the same weights run through the
+    ordinary AVX-512 kernels. ``BASED_REPACK=1`` or ``0`` overrides the choice."""
+    if override in ("0", "1"):
+        return override == "1"
+    return "AMX_INT8 = 1" not in system_info.upper()
+
+
+def _patch_model_params(llama_cpp: Any) -> None:
+    """Make every ``Llama(...)`` load follow :func:`extra_buffers_allowed` (llama-cpp-python has no
+    keyword for it; its constructor starts from ``llama_model_default_params()``)."""
+    low = llama_cpp.llama_cpp
+    try:
+        info = low.llama_print_system_info().decode("utf-8", "replace")
+    except Exception:
+        info = ""
+    allowed = extra_buffers_allowed(info, os.environ.get("BASED_REPACK"))
+    default = low.llama_model_default_params
+    if allowed or getattr(default, "_based", False):
+        return
+
+    def model_params() -> Any:
+        params = default()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+
+    model_params._based = True  # type: ignore[attr-defined]
+    low.llama_model_default_params = model_params
+
+
 def _patch_redirects(llama_cpp: Any) -> None:
     global _PATCHED
     if _PATCHED:
         return
     import importlib
+
+    _patch_model_params(llama_cpp)
 
     for name in ("llama_cpp.llama", "llama_cpp._internals", "llama_cpp.llama_chat_format"):
         try:

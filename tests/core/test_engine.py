@@ -266,3 +266,51 @@ def test_loading_in_several_threads_keeps_stdout_and_stderr(tiny_phi3: Path, tin
         t.join(60)
     assert not errors
     assert (os.fstat(1).st_ino, os.fstat(2).st_ino, sys.stdout, sys.stderr) == before
+
+
+def test_extra_buffer_policy_follows_the_cpu() -> None:
+    from desktop.core.llama_vocab import extra_buffers_allowed
+
+    amx = "CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | OPENMP = 1 | REPACK = 1 |"
+    plain = "CPU : AVX2 = 1 | AVX512 = 1 | OPENMP = 1 | REPACK = 1 |"
+    assert extra_buffers_allowed(plain) is True
+    assert extra_buffers_allowed(amx) is False
+    assert extra_buffers_allowed(amx, "1") is True
+    assert extra_buffers_allowed(plain, "0") is False
+    assert extra_buffers_allowed(amx, "yes please") is False  # only 0/1 override
+
+
+_QUANT_SCRIPT = """
+import sys, threading
+from desktop.core.engine import Engine
+from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams
+engines = [Engine(sys.argv[1], LoadOptions(n_ctx=256, n_threads=1)) for _ in range(2)]
+counts = []
+def run(e):
+    p = SamplingParams.deterministic(max_tokens=12, top_logprobs=3)
+    counts.append(len(list(e.stream(GenerationRequest(1, "Once upon a time there was", p), threading.Event()))))
+threads = [threading.Thread(target=run, args=(e,)) for e in engines]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("generated", counts)
+"""
+
+
+def test_quantized_model_generates_on_this_cpu_even_two_at_once(tiny_dir: Path) -> None:
+    # Q8_0 weights go to llama.cpp's AMX buffer on Xeon CPUs, whose kernel segfaulted the whole
+    # process (one model or two at once) until extra buffers were turned off there. A subprocess,
+    # so a crash fails this test instead of killing the test run.
+    import os
+    import subprocess
+    import sys
+
+    from desktop.core.tinymodel import build_tiny_model
+
+    q8 = build_tiny_model(tiny_dir / "tiny-q8_0.gguf", seed=5, n_embd=256, n_head=8, n_ff=512,
+                          ftype="q8_0", name="Tiny Q8")
+    env = {k: v for k, v in os.environ.items() if k != "BASED_REPACK"}
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", _QUANT_SCRIPT, str(q8)], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=root)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "generated [12, 12]" in proc.stdout
