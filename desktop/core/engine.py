@@ -33,6 +33,7 @@ from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's
     _Vocab,
     default_threads,
     gpu_backend_available,
+    release_compute_threads,
     tokenize_file,
 )
 from desktop.core.types import (
@@ -168,6 +169,7 @@ class Engine:
                 progress(1.0)
             except Exception:
                 pass
+        release_compute_threads()  # in case loading ran parallel work on this thread
         self._ctx = self._llm._ctx
         self._model = self._llm._model
         n_vocab = int(lib.llama_vocab_n_tokens(self._model.vocab))
@@ -425,6 +427,7 @@ class Engine:
                 sampler.close()
             except Exception:
                 pass
+            release_compute_threads()
 
     def generate(
         self,
@@ -499,10 +502,11 @@ class Engine:
                 )
 
         self._reset_kv()
-        ok = self._decode_chunks(seq, 0, lambda pos: pos >= first, on_chunk=read, cancel=cancel)
-        self._reset_kv()
-        if not ok:
-            return out
+        try:
+            self._decode_chunks(seq, 0, lambda pos: pos >= first, on_chunk=read, cancel=cancel)
+        finally:
+            self._reset_kv()
+            release_compute_threads()
         return out
 
     def _score_scratch(self, shape: tuple[int, int]) -> np.ndarray:

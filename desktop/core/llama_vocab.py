@@ -80,6 +80,44 @@ def _patch_model_params(llama_cpp: Any) -> None:
     low.llama_model_default_params = model_params
 
 
+_OMP_PAUSE: Any = None  # the OpenMP runtime's omp_pause_resource_all, or False when there is none
+_OMP_NAMES = ("libgomp.so.1", "libomp.so", "libomp.so.5", "libiomp5.so", "libomp.dylib", "libgomp.1.dylib")
+
+
+def _find_omp_pause() -> Any:
+    if os.environ.get("BASED_OMP_RELEASE") == "0" or os.name == "nt":
+        return False
+    mode = getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 0)
+    for name in _OMP_NAMES:
+        try:
+            lib = ctypes.CDLL(name, mode=mode)  # only a runtime llama.cpp already loaded
+        except OSError:
+            continue
+        fn = getattr(lib, "omp_pause_resource_all", None)
+        if fn is not None:
+            fn.argtypes = [ctypes.c_int]
+            fn.restype = ctypes.c_int
+            return fn
+    return False
+
+
+def release_compute_threads() -> None:
+    """Hand back the calling thread's OpenMP worker threads once its llama.cpp work is done.
+
+    llama.cpp's CPU backend (built with OpenMP) keeps a team of worker threads per calling thread.
+    Based calls llama.cpp from one long-lived thread per model, so two loaded models keep two
+    teams. When the teams together hold more threads than there are cores, libgomp stops spinning
+    between parallel regions and puts its threads to sleep after ~100 spins, and every generated
+    token then waits for sleeping threads to wake: a third of the speed on a 2-core VM. Freeing the
+    team after each generation or scoring costs one thread start at the next (microseconds).
+    ``BASED_OMP_RELEASE=0`` turns this off."""
+    global _OMP_PAUSE
+    if _OMP_PAUSE is None:
+        _OMP_PAUSE = _find_omp_pause()
+    if _OMP_PAUSE:
+        _OMP_PAUSE(2)  # omp_pause_hard: frees this thread's pool (a no-op inside a parallel region)
+
+
 def _patch_redirects(llama_cpp: Any) -> None:
     global _PATCHED
     if _PATCHED:

@@ -11,8 +11,8 @@ import bisect
 import html
 import math
 
-from PySide6.QtCore import QEvent, QObject, QPoint
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QTextCharFormat, QTextCursor
+from PySide6.QtCore import QPoint
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QMouseEvent, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextEdit, QToolTip, QWidget
 
 from desktop.core.types import StreamToken
@@ -63,12 +63,14 @@ class AnswerView(QTextEdit):
         super().__init__(parent)
         self.setReadOnly(True)
         self.setAcceptRichText(False)
+        self.document().setUndoRedoEnabled(False)  # read-only: no undo history of every flush
         font = QFontDatabase.systemFont(QFontDatabase.SystemFont.GeneralFont)
         font.setPointSizeF(max(font.pointSizeF(), 10.0) * 1.1)
         self.setFont(font)
         self.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
+        # hover through mouseMoveEvent, not an event filter: a Python filter on the viewport would
+        # run for every paint event while the answer streams
         self.viewport().setMouseTracking(True)
-        self.viewport().installEventFilter(self)
         self._tokens: list[StreamToken] = []
         self._starts: list[int] = []  # document position where each token's text starts
         self._ends: list[int] = []
@@ -103,15 +105,22 @@ class AnswerView(QTextEdit):
         sb = self.verticalScrollBar()
         at_bottom = sb.value() >= sb.maximum() - 4
         cur = QTextCursor(self.document())
+        cur.beginEditBlock()  # first: inside an edit block, moving the cursor lays nothing out
         cur.movePosition(QTextCursor.MoveOperation.End)
-        cur.beginEditBlock()
+        plain = self._overlay is None and not self._heatmap
+        run: list[str] = []  # uncoloured text goes in with one insert per flush
         for tok in tokens:
             self._tokens.append(tok)
             self._starts.append(self._pos)
             if tok.text:
-                cur.insertText(tok.text, self._format_for(len(self._tokens) - 1))
+                if plain:
+                    run.append(tok.text)
+                else:
+                    cur.insertText(tok.text, self._format_for(len(self._tokens) - 1))
                 self._pos += _utf16_len(tok.text)
             self._ends.append(self._pos)
+        if run:
+            cur.insertText("".join(run), QTextCharFormat())
         cur.endEditBlock()
         if at_bottom:
             sb.setValue(sb.maximum())
@@ -198,15 +207,20 @@ class AnswerView(QTextEdit):
             extra = "<hr>" + str(self._overlay_tips[i])
         return alternatives_html(tok, f"Token {i + 1}") + extra
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
-        if obj is self.viewport() and event.type() in (QEvent.Type.MouseMove, QEvent.Type.MouseButtonPress):
-            pos = event.position().toPoint()  # type: ignore[attr-defined]
-            i = self.token_index_at(pos)
-            if i is not None:
-                QToolTip.showText(self.viewport().mapToGlobal(pos), self.tooltip_for(i), self.viewport())
-            else:
-                QToolTip.hideText()
-        return super().eventFilter(obj, event)
+    def _hover(self, pos: QPoint) -> None:
+        i = self.token_index_at(pos)
+        if i is not None:
+            QToolTip.showText(self.viewport().mapToGlobal(pos), self.tooltip_for(i), self.viewport())
+        else:
+            QToolTip.hideText()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self._hover(event.position().toPoint())
+        super().mouseMoveEvent(event)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self._hover(event.position().toPoint())
+        super().mousePressEvent(event)
 
 
 def readable_font() -> QFont:

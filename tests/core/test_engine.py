@@ -314,3 +314,36 @@ def test_quantized_model_generates_on_this_cpu_even_two_at_once(tiny_dir: Path) 
                           text=True, timeout=120, env=env, cwd=root)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     assert "generated [12, 12]" in proc.stdout
+
+
+def _os_threads() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux /proc")
+def test_generation_hands_back_its_compute_threads(tiny_phi3: Path) -> None:
+    # Each loaded model lives on its own thread; llama.cpp's OpenMP build keeps a team of worker
+    # threads per calling thread. Teams left parked make libgomp sleep between tokens once they
+    # outnumber the cores (a third of the speed on 2 cores), so a finished job frees its team.
+    import llama_cpp
+
+    if "OPENMP = 1" not in llama_cpp.llama_print_system_info().decode():
+        pytest.skip("this llama.cpp build has no OpenMP thread teams")
+    counts: dict[str, int] = {}
+
+    def work() -> None:
+        with Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=3)) as e:
+            counts["before"] = _os_threads()
+            list(e.stream(req(max_tokens=4), threading.Event()))
+            counts["after stream"] = _os_threads()
+            ids = e.tokenize_ids("Hello there", True)
+            e.score(ids[:2], ids[2:], top_k=2)
+            counts["after score"] = _os_threads()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(60)
+    assert counts["after stream"] == counts["before"], counts
+    assert counts["after score"] == counts["before"], counts

@@ -50,3 +50,42 @@ def test_heatmap_and_overlay_colour_tokens(qtbot) -> None:
     assert cur.charFormat().background().color() == QColor("#ff0000")
     assert "shifted" in v.tooltip_for(1)
     assert prob_color(0.0) != prob_color(1.0)
+
+
+def test_hovering_a_token_shows_its_alternatives(qtbot) -> None:
+    from PySide6.QtCore import QPoint
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QToolTip
+
+    v = AnswerView()
+    qtbot.addWidget(v)
+    v.resize(400, 200)
+    v.show()
+    qtbot.waitExposed(v)
+    v.append_tokens(toks())
+    from PySide6.QtGui import QTextCursor
+
+    cur = QTextCursor(v.document())
+    cur.setPosition(8)  # inside " world"
+    rect = v.cursorRect(cur)
+    QTest.mouseMove(v.viewport(), QPoint(rect.left() + 1, rect.center().y()))
+    qtbot.waitUntil(lambda: "Token 2" in QToolTip.text(), timeout=2000)
+    assert "60.0%" in QToolTip.text()
+    QTest.mouseMove(v.viewport(), QPoint(rect.left() + 1, 190))  # below the text: no token
+    qtbot.waitUntil(lambda: not QToolTip.isVisible() or "Token 2" not in QToolTip.text(), timeout=2000)
+
+
+def test_streamed_text_is_coalesced_but_positions_stay_per_token(qtbot) -> None:
+    v = AnswerView()
+    qtbot.addWidget(v)
+    v.append_tokens(toks()[:2])
+    v.append_tokens(toks()[2:])
+    assert v.text() == "Hello world€"
+    assert v._starts == [0, 5, 11, 11] and v._ends == [5, 11, 11, 12]  # noqa: SLF001
+    v.set_heatmap(True)
+    v.append_tokens([StreamToken(4, 9, "!", "!", math.log(0.9), ())])  # coloured tokens one by one
+    from PySide6.QtGui import QTextCursor
+
+    cur = QTextCursor(v.document())
+    cur.setPosition(13)
+    assert cur.charFormat().background().color() == prob_color(0.9)
