@@ -147,7 +147,7 @@ Section: science
 Priority: optional
 Architecture: $DEBARCH
 Installed-Size: $SIZE_KB
-Depends: libc6 (>= ${GLIBC:-2.28}), libgl1, libegl1, libxcb1
+Depends: libc6 (>= ${GLIBC:-2.28}), libgl1, libegl1, libxcb1, libfontconfig1, libfreetype6
 Recommends: libwayland-client0, libwayland-cursor0, libwayland-egl1
 Maintainer: Based developers <noreply@users.noreply.github.com>
 Homepage: https://github.com/based/based

@@ -120,9 +120,10 @@ def test_spec_collects_llama_libraries_openmp_and_assets() -> None:
 
 def test_build_scripts_exist_and_parse() -> None:
     linux = ROOT / "packaging" / "build_linux.sh"
-    assert os.access(linux, os.X_OK)
+    fresh = ROOT / "packaging" / "check_fresh_machine.sh"
+    assert os.access(linux, os.X_OK) and os.access(fresh, os.X_OK)
     if shutil.which("bash"):
-        for script in (linux, ROOT / "packaging" / "macos" / "build_macos.sh"):
+        for script in (linux, fresh, ROOT / "packaging" / "macos" / "build_macos.sh"):
             r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
     iss = (ROOT / "packaging" / "windows" / "based.iss").read_text(encoding="utf-8")
