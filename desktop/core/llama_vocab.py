@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -81,6 +82,7 @@ def _patch_model_params(llama_cpp: Any) -> None:
 
 
 _OMP_PAUSE: Any = None  # the OpenMP runtime's omp_pause_resource_all, or False when there is none
+_OMP_FILE = re.compile(r"^lib(g|i|i5)?omp[\w.-]*\.(so|dylib)")
 _OMP_NAMES = ("libgomp.so.1", "libomp.so", "libomp.so.5", "libiomp5.so", "libomp.dylib", "libgomp.1.dylib")
 
 
@@ -88,7 +90,17 @@ def _find_omp_pause() -> Any:
     if os.environ.get("BASED_OMP_RELEASE") == "0" or os.name == "nt":
         return False
     mode = getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 0)
-    for name in _OMP_NAMES:
+    names = list(_OMP_NAMES)
+    try:  # a runtime renamed by a wheel's repair tool (libgomp-1a2b3c4d.so.1) is found by its path
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                path = fields[5].strip() if len(fields) == 6 else ""
+                if _OMP_FILE.match(os.path.basename(path)) and path not in names:
+                    names.append(path)
+    except OSError:
+        pass
+    for name in names:
         try:
             lib = ctypes.CDLL(name, mode=mode)  # only a runtime llama.cpp already loaded
         except OSError:
