@@ -75,7 +75,7 @@ mkdir -p "$R1/opt"
 tar -C "$R1/opt" -xzf "$TARBALL"
 APPDIR="$(cd "$R1/opt" && ls -d Based* | head -1)"
 out="$(in_root "$R1" sh -c "cd /opt/$APPDIR && ./based --self-test" 2>&1 || true)"
-echo "$out" | tail -3
+echo "$out" | tail -3 | sed "s|^|  bare root (no libGL, so the window step cannot run): |"
 # Every library Based itself brings must resolve; only the desktop's graphics stack may be absent.
 missing="$(in_root "$R1" sh -c "cd /opt/$APPDIR/_internal && export LD_LIBRARY_PATH=\$PWD && \
     find . -name '*.so*' -type f -exec ldd {} \; 2>/dev/null | grep 'not found' | awk '{print \$1}' | sort -u")"
