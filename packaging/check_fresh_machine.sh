@@ -96,8 +96,14 @@ before="$(in_root "$R2" dpkg-query -f '.\n' -W | wc -l)"
 in_root "$R2" apt-get update -qq >"$WORK/apt.log" 2>&1 \
     || { tail -5 "$WORK/apt.log" >&2; cannot "apt in the root cannot reach the mirror"; }
 in_root "$R2" sh -c 'DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends /tmp/based.deb' >"$WORK/apt.log" 2>&1 \
-    || { tail -5 "$WORK/apt.log" >&2; fail "apt could not install the .deb"; }
+    apt-get install -y -qq --no-install-recommends /tmp/based.deb' >"$WORK/apt.log" 2>&1 || {
+    tail -5 "$WORK/apt.log" >&2
+    # a download that failed is the network's fault; anything else (unmet or unknown
+    # dependencies, a broken package) is the package's
+    grep -qE "Failed to fetch|Temporary failure|Could not resolve|Connection (failed|timed out)" \
+        "$WORK/apt.log" && cannot "apt could not download the .deb's dependencies"
+    fail "apt could not install the .deb"
+}
 after="$(in_root "$R2" dpkg-query -f '.\n' -W | wc -l)"
 echo "apt installed $((after - before)) packages (the .deb and what it declares)"
 out="$(in_root "$R2" based --self-test 2>&1)" || fail "installed self-test failed: $out"
