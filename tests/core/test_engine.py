@@ -316,10 +316,17 @@ def test_quantized_model_generates_on_this_cpu_even_two_at_once(tiny_dir: Path) 
     assert "generated [12, 12]" in proc.stdout
 
 
-def _os_threads() -> int:
+def _threads_named(name: str) -> int:
     import os
 
-    return len(os.listdir("/proc/self/task"))
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm", encoding="utf-8") as f:
+                n += f.read().strip() == name
+        except OSError:  # the thread ended meanwhile
+            pass
+    return n
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux /proc")
@@ -331,19 +338,24 @@ def test_generation_hands_back_its_compute_threads(tiny_phi3: Path) -> None:
 
     if "OPENMP = 1" not in llama_cpp.llama_print_system_info().decode():
         pytest.skip("this llama.cpp build has no OpenMP thread teams")
+    import ctypes
+
     counts: dict[str, int] = {}
+    name = "omp-release-chk"  # OpenMP's workers inherit the name of the thread that starts them
 
     def work() -> None:
+        ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME for this thread
         with Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=3)) as e:
-            counts["before"] = _os_threads()
+            counts["before"] = _threads_named(name)
             list(e.stream(req(max_tokens=4), threading.Event()))
-            counts["after stream"] = _os_threads()
+            counts["after stream"] = _threads_named(name)
             ids = e.tokenize_ids("Hello there", True)
             e.score(ids[:2], ids[2:], top_k=2)
-            counts["after score"] = _os_threads()
+            counts["after score"] = _threads_named(name)
 
     t = threading.Thread(target=work)
     t.start()
     t.join(60)
-    assert counts["after stream"] == counts["before"], counts
-    assert counts["after score"] == counts["before"], counts
+    assert counts["before"] == 1, counts  # this thread alone
+    assert counts["after stream"] == 1, counts
+    assert counts["after score"] == 1, counts
