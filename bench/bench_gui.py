@@ -110,6 +110,11 @@ def main() -> int:
     w.controller.reload_all()
     wait(lambda: all(w.controller.loaded[x] is not None for x in ("base", "instruct")))
     threads = w.controller.threads_per_model()
+    def rendered_prompt() -> str:
+        """What the instruct model was given in the app (its chat template applied)."""
+        ins = w.instruct_pane.inspector.inspection
+        return ins.rendered.text if ins else prompt
+
     app_tps, head_tps, gui_cpu = [], [], []
     for _ in range(a.rounds):
         finished.clear()
@@ -120,8 +125,7 @@ def main() -> int:
         res = w.controller.results["instruct"]
         assert res is not None
         app_tps.append(res.stats.tokens_per_second)
-        head_tps.append(headless_tps(path, w.instruct_pane.inspector.inspection.rendered.text  # type: ignore[union-attr]
-                                     if w.instruct_pane.inspector.inspection else prompt, a.tokens, threads))
+        head_tps.append(headless_tps(path, rendered_prompt(), a.tokens, threads))
     m_app, m_head = statistics.median(app_tps), statistics.median(head_tps)
     print(f"[throughput] in-app {m_app:.1f} tok/s, headless {m_head:.1f} tok/s ({threads} threads), "
           f"ratio {m_app / m_head:.3f} (goal >= 0.95)")
@@ -129,8 +133,7 @@ def main() -> int:
     # llama.cpp thread teams, Qt) around it
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from bench.bench_gui import headless_tps; "
             "print(headless_tps(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))")
-    rendered = (w.instruct_pane.inspector.inspection.rendered.text  # type: ignore[union-attr]
-                if w.instruct_pane.inspector.inspection else prompt)
+    rendered = rendered_prompt()
     alone = []
     for _ in range(a.rounds):
         out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1]), str(path),

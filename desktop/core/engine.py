@@ -24,6 +24,7 @@ import numpy as np
 
 from desktop.core.errors import ContextOverflowError, ModelLoadError
 from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
+    LOAD_SETTINGS,
     MAX_TOP_K,
     _backend_name,
     _llama,
@@ -55,17 +56,13 @@ class LoadCancelled(ModelLoadError):
     """The load was aborted through the progress callback."""
 
 
-_LOAD_LOCK = threading.Lock()
-
-
 @contextlib.contextmanager
 def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[None]:
-    """Hand llama.cpp a progress callback for the next model load.
+    """Hand llama.cpp a progress callback for the next model load on this thread.
 
-    llama-cpp-python's ``Llama`` takes no progress callback, but it builds its model parameters
-    from ``llama_model_default_params()``; for the duration of one load we return parameters with
-    our callback set. Loads are serialised so two threads never share the patch. Returning False
-    from ``progress`` makes llama.cpp abort the load.
+    llama-cpp-python's ``Llama`` takes no progress callback; the model parameters it starts from
+    (see ``llama_vocab._patch_model_params``) carry the one set here. Returning False from
+    ``progress`` makes llama.cpp abort the load.
     """
     if progress is None:
         yield
@@ -83,24 +80,15 @@ def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[
             aborted[0] = True
         return keep
 
-    c_cb = low.llama_progress_callback(_cb)
-    with _LOAD_LOCK:
-        orig = low.llama_model_default_params
-
-        def patched() -> Any:
-            params = orig()
-            params.progress_callback = c_cb
-            return params
-
-        low.llama_model_default_params = patched
-        try:
-            yield
-        except Exception:
-            if aborted[0]:
-                raise LoadCancelled("Loading was cancelled.") from None
-            raise
-        finally:
-            low.llama_model_default_params = orig
+    LOAD_SETTINGS.progress = low.llama_progress_callback(_cb)
+    try:
+        yield
+    except Exception:
+        if aborted[0]:
+            raise LoadCancelled("Loading was cancelled.") from None
+        raise
+    finally:
+        LOAD_SETTINGS.progress = None
 
 
 def _stop_hold(text: str, stops: Sequence[str]) -> int:

@@ -58,23 +58,33 @@ def extra_buffers_allowed(system_info: str, override: str | None = None) -> bool
     return "AMX_INT8 = 1" not in system_info.upper()
 
 
+LOAD_SETTINGS = threading.local()  # .progress: a llama_progress_callback for this thread's next load
+
+
 def _patch_model_params(llama_cpp: Any) -> None:
-    """Make every ``Llama(...)`` load follow :func:`extra_buffers_allowed` (llama-cpp-python has no
-    keyword for it; its constructor starts from ``llama_model_default_params()``)."""
+    """Make every ``Llama(...)`` load start from our model parameters.
+
+    llama-cpp-python's constructor takes neither a progress callback nor the extra-buffer switch;
+    it starts from ``llama_model_default_params()``, called on the loading thread. Our version
+    applies :func:`extra_buffers_allowed` and the progress callback the engine put in
+    ``LOAD_SETTINGS`` for this thread (so a load on another thread never picks it up)."""
     low = llama_cpp.llama_cpp
+    default = low.llama_model_default_params
+    if getattr(default, "_based", False):
+        return
     try:
         info = low.llama_print_system_info().decode("utf-8", "replace")
     except Exception:
         info = ""
-    allowed = extra_buffers_allowed(info, os.environ.get("BASED_REPACK"))
-    default = low.llama_model_default_params
-    if allowed or getattr(default, "_based", False):
-        return
+    extra = extra_buffers_allowed(info, os.environ.get("BASED_REPACK"))
 
     def model_params() -> Any:
         params = default()
-        if hasattr(params, "use_extra_bufts"):
+        if not extra and hasattr(params, "use_extra_bufts"):
             params.use_extra_bufts = False
+        progress = getattr(LOAD_SETTINGS, "progress", None)
+        if progress is not None:
+            params.progress_callback = progress
         return params
 
     model_params._based = True  # type: ignore[attr-defined]
@@ -130,7 +140,7 @@ def release_compute_threads() -> None:
         _OMP_PAUSE(2)  # omp_pause_hard: frees this thread's pool (a no-op inside a parallel region)
 
 
-def _patch_redirects(llama_cpp: Any) -> None:
+def _patch_llama_cpp(llama_cpp: Any) -> None:
     global _PATCHED
     if _PATCHED:
         return
@@ -152,7 +162,7 @@ def _llama() -> Any:
     import llama_cpp
 
     global _LOG_CALLBACK
-    _patch_redirects(llama_cpp)
+    _patch_llama_cpp(llama_cpp)
     if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
         # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
         # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.

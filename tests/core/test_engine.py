@@ -359,3 +359,19 @@ def test_generation_hands_back_its_compute_threads(tiny_phi3: Path) -> None:
     assert counts["before"] == 1, counts  # this thread alone
     assert counts["after stream"] == 1, counts
     assert counts["after score"] == 1, counts
+
+
+def test_load_reports_progress_and_can_be_cancelled(tiny_phi3: Path) -> None:
+    from desktop.core.engine import LoadCancelled
+
+    seen: list[float] = []
+    with Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=1), progress=seen.append):
+        pass
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    with pytest.raises(LoadCancelled):
+        Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=1), progress=lambda p: False)
+    # a callback belongs to its own load only: a later load without one reports to no one
+    n = len(seen)
+    with Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=1)):
+        pass
+    assert len(seen) == n
