@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -309,11 +310,10 @@ def _add_runtime(p: argparse.ArgumentParser, n_ctx: int) -> None:
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group(
-        "sampling",
+    intro = textwrap.fill(
         f"The values come from --preset (default: {DEFAULT_PRESET}, the window's default too); "
-        f"an option given here overrides its value. The presets:\n{presets_help()}",
-    )
+        "an option given here overrides its value. The presets:", width=78)
+    g = p.add_argument_group("sampling", f"{intro}\n{presets_help()}")
     g.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
                    help=f"named set of sampling values (default: {DEFAULT_PRESET})")
     own = " (default: the preset's)"

@@ -242,7 +242,7 @@ class Preset:
 
     def describe(self) -> str:
         """"temperature 0, top-p 1, top-k 1, min-p 0, repeat penalty 1, seed 0"."""
-        return ", ".join(f"{_VALUE_NAMES[k]} {shown(v)}" for k, v in self.values)
+        return ", ".join(f"{_VALUE_NAMES[k]} {v:g}" for k, v in self.values)
 
 
 def _preset(key: str, label: str, summary: str, **values: float | int) -> Preset:
