@@ -56,6 +56,7 @@ from desktop.core.types import (
     TokenInfo,
     TopAlt,
 )
+from desktop.core.words import count
 
 
 class LoadCancelled(ModelLoadError):
@@ -329,7 +330,7 @@ class Engine:
                 prompt_tokens=len(ids), stop_reason=StopReason.ERROR, error="prompt too long"
             )
             raise ContextOverflowError(
-                f"The prompt is {len(ids)} tokens but this model's context holds {n_ctx}. "
+                f"The prompt is {count(len(ids), 'token')} but this model's context holds {n_ctx:,}. "
                 "Shorten the prompt or raise the context size."
             )
         if not ids:
@@ -464,7 +465,7 @@ class Engine:
         total = len(prompt) + len(cont) - 1
         if total > self.n_ctx:
             raise ContextOverflowError(
-                f"Scoring needs {total} tokens but this model's context holds {self.n_ctx}. "
+                f"Scoring needs {count(total, 'token')} but this model's context holds {self.n_ctx:,}. "
                 "Use a shorter answer or a larger context."
             )
         seq = prompt + cont[:-1]

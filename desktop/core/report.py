@@ -296,7 +296,7 @@ def render_report_html(data: ReportData) -> str:
         ("File", data.base.file, data.instruct.file),
         ("SHA-256 (prefix)", data.base.sha256[:16], data.instruct.sha256[:16]),
         ("Quantization", data.base.quant or "?", data.instruct.quant or "?"),
-        ("File size", f"{data.base.file_size:,} bytes", f"{data.instruct.file_size:,} bytes"),
+        ("File size", count(data.base.file_size, "byte"), count(data.instruct.file_size, "byte")),
     ]
     pair = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td><td>{esc(c)}</td></tr>"
                    for a, b, c in pair_rows)

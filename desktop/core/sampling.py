@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from desktop.core.errors import BasedError
+from desktop.core.words import count
 
 if TYPE_CHECKING:
     from desktop.core.types import LoadOptions, SamplingParams
@@ -202,8 +203,8 @@ def fit_context(requested: int, n_ctx_train: int) -> tuple[int, str]:
     check("n_ctx", requested)
     if n_ctx_train > 0 and requested > n_ctx_train:
         return n_ctx_train, (
-            f"This model was trained with a context of {n_ctx_train:,} tokens, so Based lowered "
-            f"the context size from {requested:,} to {n_ctx_train:,} tokens."
+            f"This model was trained with a context of {count(n_ctx_train, 'token')}, so Based "
+            f"lowered the context size from {requested:,} to {count(n_ctx_train, 'token')}."
         )
     return requested, ""
 
@@ -213,7 +214,7 @@ def context_rounding_note(asked: int, got: int) -> str:
     if got == asked:
         return ""
     way = "up" if got > asked else "down"
-    return f"llama.cpp rounded the context size {way} from {asked:,} to {got:,} tokens."
+    return f"llama.cpp rounded the context size {way} from {asked:,} to {count(got, 'token')}."
 
 
 # -- presets ----------------------------------------------------------------------------------

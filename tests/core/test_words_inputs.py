@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from desktop.core.inputs import EmptyPrompt, check_user_prompt
@@ -57,3 +60,34 @@ def test_raw_mode_explains_an_empty_message() -> None:
 def test_ordinary_messages_pass_silently() -> None:
     for mode in ("raw", "qa", "urial", "twin-template", None):
         assert check_user_prompt("Hi", mode) == ""
+
+
+# A count written straight into user text ("{n} threads") says "1 threads" when n is 1; such
+# text goes through count(). The exceptions below can never be 1, or belong to work in flight
+# elsewhere (named, so they are easy to find and fix).
+_COUNT_IN_TEXT = re.compile(
+    r"\{[^{}]+\} (tokens|threads|files|parts|prompts|layers|bytes|repositories|downloads|tensors"
+    r"|parameters|chars|characters|entries|items|seconds|dimensions|models|comparisons)\b"
+)
+_ALLOWED = (
+    "digits",  # sampling.shown: only for numbers of 16 digits or more
+    "items, more than Based allows",  # templates: above the template range limit
+    "characters, so Based",  # templates: above the output limit
+    "dimensions.",  # gguf_info: more dimensions than GGUF allows
+    "metadata entries.",  # gguf_info (the GGUF-validation work): counts of a damaged header
+    "template {m['template_tokens']} tokens",  # selftest (packaging work): never 1
+    "{m['gen_tokens']} tokens at",  # selftest (packaging work): never 1
+    "has no {q} files",  # catalog: {q} is a quantization name, not a count
+)
+
+
+def test_counts_in_user_text_go_through_count() -> None:
+    root = Path(__file__).resolve().parents[2] / "desktop"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if _COUNT_IN_TEXT.search(line) and not any(a in line for a in _ALLOWED):
+                if "at {n_ctx} tokens" in line and path.name == "fit.py":
+                    continue  # fit (the catalog-trust work rewrites this sentence)
+                found.append(f"{path.relative_to(root.parent)}:{lineno}: {line.strip()}")
+    assert found == [], "use desktop.core.words.count():\n" + "\n".join(found)
