@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,11 +26,20 @@ from typing import Any
 
 from desktop import __version__
 from desktop.core.errors import BasedError
+from desktop.core.sampling import DEFAULT_MAX_TOKENS, DEFAULT_PRESET, PRESETS, InvalidSetting
+from desktop.core.words import count
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 MODES = ["raw", "twin-template", "qa", "urial"]  # desktop.core.prompts.BaseMode values
 EXTENSIONS = ("desktop.cli_models", "desktop.cli_lens")
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens")
+# the option that sets each checked value, so an error names what the user typed
+OPTION_OF = {
+    "temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k", "min_p": "--min-p",
+    "repeat_penalty": "--repeat-penalty", "seed": "--seed", "max_tokens": "--max-tokens",
+    "n_ctx": "--n-ctx", "n_threads": "--threads", "n_gpu_layers": "--n-gpu-layers",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,15 +66,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         _json_out(info_to_dict(info))
         return 0
-    kind = "tokenizer only (no weights)" if info.vocab_only else f"{info.n_tensors} tensors"
+    kind = "tokenizer only (no weights)" if info.vocab_only else count(info.n_tensors, "tensor")
     rows = [
         ("Name", info.name),
         ("File", f"{Path(info.path).name} ({human_bytes(info.file_size)}, GGUF v{info.version}, {kind})"),
         ("Architecture", info.architecture or "unknown"),
-        ("Size", f"{info.size_label or '?'} ({info.parameter_count:,} parameters)"),
+        ("Size", f"{info.size_label or '?'} ({count(info.parameter_count, 'parameter')})"),
         ("Quantization", info.file_type or "unknown"),
         ("Context length", f"{info.context_length:,}" if info.context_length else "not stated"),
-        ("Tokenizer", f"{info.tokenizer_model or '?'}, {info.vocab_size:,} tokens"),
+        ("Tokenizer", f"{info.tokenizer_model or '?'}, {count(info.vocab_size, 'token')}"),
         ("BOS", f"{info.bos_token!r} (id {info.bos_token_id}), added by tokenizer: {'yes' if info.add_bos else 'no'}"),
         ("EOS", f"{info.eos_token!r} (id {info.eos_token_id})"),
         ("EOT", f"{info.eot_token!r} (id {info.eot_token_id})" if info.eot_token_id is not None else "none"),
@@ -72,11 +82,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     ]
     if info.chat_template:
         first = info.chat_template.strip().splitlines()[0][:70]
-        rows.append(("Chat template", f"yes ({len(info.chat_template):,} chars): {first}"))
+        rows.append(("Chat template", f"yes ({count(len(info.chat_template), 'char')}): {first}"))
     else:
         rows.append(("Chat template", "none (a base model, or the template was left out)"))
     for name, src in info.named_templates.items():
-        rows.append((f"  template '{name}'", f"{len(src):,} chars"))
+        rows.append((f"  template '{name}'", count(len(src), "char")))
     width = max(len(k) for k, _ in rows)
     _out("".join(f"{k.ljust(width)}  {v}\n" for k, v in rows))
     return 0
@@ -109,8 +119,10 @@ def _template_info(path: str, bos: str, eos: str) -> Any:
 def cmd_prompt(args: argparse.Namespace) -> int:
     from desktop.core.engine import tokenize_file
     from desktop.core.gguf_info import validate_gguf
+    from desktop.core.inputs import check_user_prompt
     from desktop.core.prompts import BaseMode, inspect_prompt, render_base, render_instruct
 
+    note = check_user_prompt(args.user, args.mode, system=args.system, instruct_side=False)
     if args.model:
         info = validate_gguf(args.model)
     else:
@@ -134,6 +146,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         warnings = ins.warnings
     else:
         warnings = rendered.warnings
+    if note:
+        warnings = (note, *warnings)
     if args.json:
         obj: dict[str, Any] = {
             "prompt": rendered.text,
@@ -159,7 +173,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         mark = "*" if t.special else " "
         _out(f"{t.id:>8} {mark} {json.dumps(t.piece, ensure_ascii=False)}\n")
     ctx = f" of {n_ctx:,}" if n_ctx else ""
-    _out(f"{len(tokens)} tokens{ctx} (* = special)\n")
+    _out(f"{count(len(tokens), 'token')}{ctx} (* = special)\n")
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     return 0
@@ -169,13 +183,18 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> Any:
-    from desktop.core.types import SamplingParams
+    """The --preset's values, with every sampling option given explicitly on top."""
+    from desktop.core.sampling import PRESET_FIELDS, get_preset
 
-    return SamplingParams(
-        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
-        repeat_penalty=args.repeat_penalty, seed=args.seed, max_tokens=args.max_tokens,
-        top_logprobs=0,
-    )
+    given = {f: getattr(args, f) for f in PRESET_FIELDS if getattr(args, f) is not None}
+    return get_preset(args.preset).params(max_tokens=args.max_tokens, top_logprobs=0, **given)
+
+
+def _load_options(args: argparse.Namespace, seed: int = 0) -> Any:
+    from desktop.core.types import LoadOptions
+
+    return LoadOptions(n_ctx=args.n_ctx, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
+                       seed=seed)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -183,9 +202,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from desktop.core.engine import Engine
     from desktop.core.gguf_info import validate_gguf
+    from desktop.core.inputs import check_user_prompt
     from desktop.core.prompts import BaseMode, render_base, render_instruct
-    from desktop.core.types import GenerationRequest, LoadOptions, StopReason
+    from desktop.core.types import GenerationRequest, StopReason
 
+    # every value is checked before any work (files, loads)
+    prompt_note = check_user_prompt(args.user, args.mode, system=args.system)
+    params = _params(args)
+    opts = _load_options(args, seed=params.seed)
     base_info = validate_gguf(args.base)
     inst_info = validate_gguf(args.instruct)
     conv = _conversation(args)
@@ -194,7 +218,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "instruct": render_instruct(inst_info, conv, merge_system_if_refused=True),
     }
     paths = {"base": args.base, "instruct": args.instruct}
-    params = _params(args)
     cancel = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
 
@@ -203,6 +226,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_sigint)
     results: dict[str, Any] = {}
+    if prompt_note and not args.json:
+        _out(f"[note] {prompt_note}\n")
     try:
         for side in ("base", "instruct"):
             rendered = prompts[side]
@@ -213,9 +238,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     _out(f"[note] {w}\n")
             if cancel.is_set():
                 break
-            opts = LoadOptions(n_ctx=args.n_ctx, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
-                               seed=args.seed)
             with Engine(paths[side], opts) as engine:
+                notes = [n for n in (engine.info.note,) if n]
+                if not args.json:
+                    for n in notes:
+                        _out(f"[note] {n}\n")
                 p = replace(params, stop=rendered.stop)
                 req = GenerationRequest(1, rendered.text, p, add_bos=rendered.add_bos)
                 parts: list[str] = []
@@ -225,12 +252,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         _out(tok.text)
                 stats = engine.last_stats
                 where = engine.info.backend
+                n_ctx = engine.info.n_ctx
+            notes = [n for n in (prompt_note,) if n] + notes
             results[side] = {"prompt": rendered.text, "text": "".join(parts),
-                             "stats": {**stats.to_dict(), "device": where}}
+                             "stats": {**stats.to_dict(), "device": where, "n_ctx": n_ctx},
+                             "params": {f: getattr(params, f) for f in SAMPLING_FIELDS},
+                             "notes": notes}
             if not args.json:
                 _out(
-                    f"\n-- {stats.prompt_tokens} prompt tokens, first token after "
-                    f"{stats.time_to_first_token_s:.2f} s, {stats.generated_tokens} tokens at "
+                    f"\n-- {count(stats.prompt_tokens, 'prompt token')}, first token after "
+                    f"{stats.time_to_first_token_s:.2f} s, {count(stats.generated_tokens, 'token')} at "
                     f"{stats.tokens_per_second:.1f} tok/s on {where}. {stats.stop_reason.words}\n"
                 )
             if stats.stop_reason is StopReason.CANCELLED:
@@ -264,19 +295,44 @@ def _self_test() -> int:
 # -- parser ------------------------------------------------------------------------------------
 
 
-def _add_sampling(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sampling (defaults: greedy, reproducible)")
-    g.add_argument("--temperature", type=float, default=0.0)
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=40)
-    g.add_argument("--min-p", type=float, default=0.0)
-    g.add_argument("--repeat-penalty", type=float, default=1.1)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--max-tokens", type=int, default=200)
+def presets_help() -> str:
+    """The presets and their values, one per line (for --help)."""
+    return "\n".join(f"  {k}: {p.describe()}" for k, p in PRESETS.items())
+
+
+def _add_runtime(p: argparse.ArgumentParser, n_ctx: int) -> None:
     r = p.add_argument_group("runtime")
     r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, up to 8)")
-    r.add_argument("--n-ctx", type=int, default=4096, help="context size in tokens")
+    r.add_argument("--n-ctx", type=int, default=n_ctx,
+                   help=f"context size in tokens (default: {n_ctx:,}; lowered to what the model "
+                        "was trained on, and Based says so)")
     r.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    intro = textwrap.fill(
+        f"The values come from --preset (default: {DEFAULT_PRESET}, the window's default too); "
+        "an option given here overrides its value. The presets:", width=78)
+    g = p.add_argument_group("sampling", f"{intro}\n{presets_help()}")
+    g.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                   help=f"named set of sampling values (default: {DEFAULT_PRESET})")
+    own = " (default: the preset's)"
+    g.add_argument("--temperature", type=float, default=None,
+                   help="randomness: 0 always picks the likeliest token" + own)
+    g.add_argument("--top-p", type=float, default=None,
+                   help="keep the likeliest tokens whose probabilities add up to this, above 0 "
+                        "and at most 1" + own)
+    g.add_argument("--top-k", type=int, default=None,
+                   help="keep only the k likeliest tokens, 0 for all" + own)
+    g.add_argument("--min-p", type=float, default=None,
+                   help="drop tokens less likely than this fraction of the likeliest, 0 to 1" + own)
+    g.add_argument("--repeat-penalty", type=float, default=None,
+                   help="above 1 discourages repeating recent tokens, 1 turns it off" + own)
+    g.add_argument("--seed", type=int, default=None,
+                   help="random seed: the same seed and values give the same answer" + own)
+    g.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
+                   help=f"longest answer, in tokens (default: {DEFAULT_MAX_TOKENS})")
+    _add_runtime(p, 4096)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,39 +341,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--self-test", action="store_true", help="check this installation and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    g = sub.add_parser("gui", help="open the window")
+    g = sub.add_parser("gui", help="open the window", description="Open the window.")
     g.add_argument("--base", help="base model GGUF to select")
     g.add_argument("--instruct", help="instruct model GGUF to select")
     g.set_defaults(func=cmd_gui)
 
     i = sub.add_parser("inspect", help="what a GGUF file says about itself (no weights loaded)")
-    i.add_argument("model")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("model", help="the GGUF file")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
     i.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("prompt", help="print exactly the prompt a model receives")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="GGUF file (a vocab-only GGUF works too)")
     src.add_argument("--template", help="a Jinja chat template file")
-    p.add_argument("--system", default=None)
-    p.add_argument("--user", required=True)
+    p.add_argument("--system", default=None, help="system prompt (optional)")
+    p.add_argument("--user", required=True,
+                   help="your message (empty only in --mode raw, where the base model writes "
+                        "from nothing)")
     p.add_argument("--mode", choices=MODES, help="base-model prompt mode (default: the chat template)")
     p.add_argument("--twin", help="instruct twin GGUF whose template twin-template mode uses")
     p.add_argument("--tokens", action="store_true", help="show the tokens as the model's tokenizer parses them")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON: prompt, stop strings, BOS, warnings")
     p.add_argument("--bos-token", default=None, help="bos_token for a bare --template")
     p.add_argument("--eos-token", default=None, help="eos_token for a bare --template")
     p.add_argument("--merge-system", action="store_true",
                    help="if the template refuses a system prompt, put it into the user message")
     p.set_defaults(func=cmd_prompt)
 
-    c = sub.add_parser("compare", help="run both models on one message and print both answers")
-    c.add_argument("--base", required=True)
-    c.add_argument("--instruct", required=True)
-    c.add_argument("--user", required=True)
-    c.add_argument("--system", default=None)
+    c = sub.add_parser("compare", help="run both models on one message and print both answers",
+                       description="Run the base model and its instruct twin on one message.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--base", required=True, help="base model GGUF")
+    c.add_argument("--instruct", required=True, help="instruct model GGUF")
+    c.add_argument("--user", required=True,
+                   help="your message (empty only in --mode raw, where the base model writes "
+                        "from nothing)")
+    c.add_argument("--system", default=None, help="system prompt (optional)")
     c.add_argument("--mode", choices=MODES, default="urial", help="base-model prompt mode (default: urial)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print both answers and their stats as JSON")
     _add_sampling(c)
     c.set_defaults(func=cmd_compare)
 
@@ -346,6 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("based: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except InvalidSetting as exc:
+        if debug:
+            raise
+        option = OPTION_OF.get(exc.field)
+        print(f"based: {exc.sentence(name=option) if option else exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except BasedError as exc:
         if debug:
             raise

@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from desktop.cli import EXIT_INTERRUPTED, MODES, _json_out, _out  # the shared CLI helpers
+from desktop.cli import EXIT_INTERRUPTED, MODES, _add_runtime, _json_out, _out  # shared helpers
 from desktop.core.errors import BasedError
+from desktop.core.words import count
 
 
 @contextmanager
@@ -62,9 +63,13 @@ def _marked_answer(run: Any, color: bool) -> str:
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
+    from desktop.core.inputs import check_user_prompt
     from desktop.core.prompts import Conversation
+    from desktop.core.sampling import check
     from desktop.core.shift_run import run_shift
 
+    check_user_prompt(args.user, None)  # the instruct model answers it: never empty
+    check("top_logprobs", args.top_k, name="--top-k")
     with _ctrl_c() as cancel:
         run = run_shift(
             args.base, args.instruct, Conversation(args.user, args.system),
@@ -85,7 +90,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
         _out(f"== instruct answer ({run.instruct_name}), scored under {run.base_name} "
              f"after {src} ==\n({legend})\n\n")
         _out(_marked_answer(run, color) + "\n\n")
-        _out(f"{s.n_tokens} tokens: {100 * sh['unshifted']:.1f}% unshifted, "
+        _out(f"{count(s.n_tokens, 'token')}: {100 * sh['unshifted']:.1f}% unshifted, "
              f"{100 * sh['marginal']:.1f}% marginal, {100 * sh['shifted']:.1f}% shifted.\n")
         if s.top_shifted:
             _out("Most frequent shifted tokens: " + ", ".join(
@@ -95,6 +100,8 @@ def cmd_shift(args: argparse.Namespace) -> int:
              "(one batched evaluation).\n")
         if s.note:
             _out(f"[note] {s.note}\n")
+        for n in run.load_notes:
+            _out(f"[note] {n}\n")
     if cancel.is_set() or run.cancelled:
         print("based: stopped by Ctrl-C; the figures cover the part that finished.",
               file=sys.stderr)
@@ -136,7 +143,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     out.write_text(render_report_html(data), encoding="utf-8")
     o = data.overall.shares
-    print(f"based: wrote {out} ({len(data.items)} of {data.n_prompts} prompts; "
+    for n in data.settings.get("notes", ()):
+        print(f"based: {n}", file=sys.stderr)
+    print(f"based: wrote {out} ({len(data.items)} of {count(data.n_prompts, 'prompt')}; "
           f"{100 * o['unshifted']:.1f}% unshifted, {100 * o['marginal']:.1f}% marginal, "
           f"{100 * o['shifted']:.1f}% shifted).", file=sys.stderr)
     if cancel.is_set():
@@ -188,7 +197,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from desktop.core.export import load_json, rerun, same_outputs, to_json
+    from desktop.core.sampling import check
 
+    check("n_threads", args.threads)
     p = Path(args.file)
     if not p.is_file():
         raise BasedError(f"{p.name} was not found. Check the path to the exported JSON file.")
@@ -216,10 +227,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _runtime(p: argparse.ArgumentParser) -> None:
-    r = p.add_argument_group("runtime")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, up to 8)")
-    r.add_argument("--n-ctx", type=int, default=2048, help="context size in tokens")
-    r.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    _add_runtime(p, 2048)
 
 
 def _source(p: argparse.ArgumentParser) -> None:
@@ -232,46 +240,50 @@ def _source(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("shift", help="where did post-training change the answer? (token shift)")
-    s.add_argument("--base", required=True)
-    s.add_argument("--instruct", required=True)
-    s.add_argument("--user", required=True)
-    s.add_argument("--system", default=None)
-    s.add_argument("--max-tokens", type=int, default=128)
-    s.add_argument("--top-k", type=int, default=5, help="base alternatives per token (max 10)")
+    s.add_argument("--base", required=True, help="base model GGUF")
+    s.add_argument("--instruct", required=True, help="instruct model GGUF (same tokenizer)")
+    s.add_argument("--user", required=True, help="your message (not empty)")
+    s.add_argument("--system", default=None, help="system prompt (optional)")
+    s.add_argument("--max-tokens", type=int, default=128,
+                   help="longest instruct answer, in tokens (default: 128; greedy decoding)")
+    s.add_argument("--top-k", type=int, default=5, help="base alternatives per token, 0 to 10 (default: 5)")
     _source(s)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the analysis as JSON")
     s.add_argument("--no-color", action="store_true", help="bracket markers instead of colours")
     _runtime(s)
     s.set_defaults(func=cmd_shift)
 
     r = sub.add_parser("report", help="token-shift report over a prompt set, as one HTML file")
-    r.add_argument("--base", required=True)
-    r.add_argument("--instruct", required=True)
+    r.add_argument("--base", required=True, help="base model GGUF")
+    r.add_argument("--instruct", required=True, help="instruct model GGUF (same tokenizer)")
     r.add_argument("--prompts", help=".txt (one per line) or .json list; default: the starter set")
     r.add_argument("--out", required=True, help="HTML file to write")
-    r.add_argument("--system", default=None)
-    r.add_argument("--max-tokens", type=int, default=128)
+    r.add_argument("--system", default=None, help="system prompt for every prompt (optional)")
+    r.add_argument("--max-tokens", type=int, default=128,
+                   help="longest instruct answer per prompt, in tokens (default: 128; greedy)")
     _source(r)
     _runtime(r)
     r.set_defaults(func=cmd_report)
 
     h = sub.add_parser("history", help="list or search saved comparisons")
     h.add_argument("--search", default="", help="words to look for in prompts and answers")
-    h.add_argument("--limit", type=int, default=50)
-    h.add_argument("--json", action="store_true")
+    h.add_argument("--limit", type=int, default=50, help="at most this many, newest first (default: 50)")
+    h.add_argument("--json", action="store_true", help="print JSON instead of a list")
     h.set_defaults(func=cmd_history)
 
     e = sub.add_parser("export", help="export a saved comparison (see `based history`)")
-    e.add_argument("id", type=int)
-    e.add_argument("--format", choices=["md", "html", "json"], default="md")
+    e.add_argument("id", type=int, help="the comparison's number in `based history`")
+    e.add_argument("--format", choices=["md", "html", "json"], default="md",
+                   help="Markdown, a web page, or JSON that `based rerun` can run again (default: md)")
     e.add_argument("--out", default=None, help="file to write (default: standard output)")
     e.set_defaults(func=cmd_export)
 
     x = sub.add_parser("rerun", help="run an exported JSON comparison again with the same files")
-    x.add_argument("file")
+    x.add_argument("file", help="a comparison exported as JSON")
     x.add_argument("--base", default=None, help="base model file (default: the recorded path)")
     x.add_argument("--instruct", default=None, help="instruct model file (default: the recorded path)")
-    x.add_argument("--threads", type=int, default=None)
+    x.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: the recorded number)")
     x.add_argument("--out", default=None, help="write the new comparison as JSON here")
-    x.add_argument("--json", action="store_true")
+    x.add_argument("--json", action="store_true", help="print the new comparison as JSON")
     x.set_defaults(func=cmd_rerun)

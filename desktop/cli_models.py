@@ -15,6 +15,7 @@ from desktop.cli import EXIT_INTERRUPTED
 from desktop.core import settings as settings_mod
 from desktop.core.errors import BasedError, DownloadCancelled
 from desktop.core.gguf_info import human_bytes
+from desktop.core.words import count
 
 
 def _settings() -> settings_mod.Settings:
@@ -132,7 +133,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"No GGUF repositories match '{args.text}'.")
     for h in hits:
         gated = "  (gated: accept its licence on Hugging Face)" if h.gated else ""
-        print(f"{h.repo_id:60} {h.downloads:>10,} downloads{gated}")
+        print(f"{h.repo_id:60} {count(h.downloads, 'download'):>20}{gated}")
     return 0
 
 
@@ -199,7 +200,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     if not matches:
         raise BasedError(f"No model called '{args.model}' is in the library; `based models list` shows them.")
     if len(matches) > 1:
-        raise BasedError(f"'{args.model}' matches {len(matches)} files; give the full path from `based models list`.")
+        raise BasedError(f"'{args.model}' matches {count(len(matches), 'file')}; give the full path from `based models list`.")
     m = matches[0]
     freed = remove_model(s, m.path)
     settings_mod.save(s)
@@ -223,35 +224,35 @@ def register(sub: Any) -> None:
     ms = m.add_subparsers(dest="models_command", required=True, parser_class=type(m))
 
     p = ms.add_parser("list", help="models on this machine")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a list")
     p.set_defaults(func=cmd_list)
 
     p = ms.add_parser("catalog", help="the curated base/instruct twins")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a list")
     p.set_defaults(func=cmd_catalog)
 
     p = ms.add_parser("search", help="search Hugging Face for GGUF repositories")
-    p.add_argument("text")
-    p.add_argument("--limit", type=int, default=30)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("text", help="words to look for in repository names")
+    p.add_argument("--limit", type=int, default=30, help="at most this many repositories (default: 30)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a list")
     p.set_defaults(func=cmd_search)
 
     p = ms.add_parser("files", help="a repository's GGUF files with size and quantization")
-    p.add_argument("repo")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("repo", help="repository id, e.g. QuantFactory/SmolLM2-135M-GGUF")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a list")
     p.set_defaults(func=cmd_files)
 
     p = ms.add_parser("download", help="download one GGUF file (Ctrl-C, then the same command, resumes)")
-    p.add_argument("repo")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("repo", help="repository id, as `based models search` shows")
+    p.add_argument("file", help="file name in the repository, as `based models files` shows")
+    p.add_argument("--json", action="store_true", help="print the saved path and size as JSON")
     p.set_defaults(func=cmd_download)
 
     p = ms.add_parser("pair", help="download a catalog twin pair and select it")
     p.add_argument("name", help="pair id, e.g. smollm2-135m (see `based models catalog`)")
     p.add_argument("--quant", default=None, help="quantization (default: the pair's recommended one)")
     p.add_argument("--accept-licence", action="store_true", help="accept the pair's licence terms")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the two saved paths as JSON")
     p.set_defaults(func=cmd_pair)
 
     p = ms.add_parser("remove", help="remove a model from the library (frees its disk space)")

@@ -37,6 +37,12 @@ from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's
     release_compute_threads,
     tokenize_file,
 )
+from desktop.core.sampling import (
+    context_rounding_note,
+    fit_context,
+    validate_load,
+    validate_sampling,
+)
 from desktop.core.types import (
     GenerationRequest,
     GenerationResult,
@@ -50,6 +56,7 @@ from desktop.core.types import (
     TokenInfo,
     TopAlt,
 )
+from desktop.core.words import count
 
 
 class LoadCancelled(ModelLoadError):
@@ -114,6 +121,7 @@ class Engine:
         from desktop.core.gguf_info import validate_gguf
 
         opts = options or LoadOptions()
+        validate_load(opts)  # checked on construction too; nothing bad reaches llama.cpp
         self.path = str(path)
         self.gguf = validate_gguf(self.path)
         if self.gguf.vocab_only:
@@ -124,13 +132,13 @@ class Engine:
         lib = _llama()
         gpu_ok = gpu_backend_available()
         n_gpu = opts.n_gpu_layers if gpu_ok else 0
-        note = ""
+        notes: list[str] = []
         if opts.n_gpu_layers != 0 and not gpu_ok:
-            note = "This build of llama.cpp has no GPU backend, so the model runs on the CPU."
+            notes.append("This build of llama.cpp has no GPU backend, so the model runs on the CPU.")
         n_threads = opts.n_threads or default_threads()
-        n_ctx = opts.n_ctx
-        if self.gguf.context_length and n_ctx > self.gguf.context_length:
-            n_ctx = self.gguf.context_length
+        n_ctx, ctx_note = fit_context(opts.n_ctx, self.gguf.context_length)
+        if ctx_note:
+            notes.append(ctx_note)
         t0 = time.perf_counter()
         try:
             with _load_progress(progress):
@@ -169,9 +177,13 @@ class Engine:
         self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
         self._closed = False
         self.last_stats = GenerationStats()
+        made = int(self._llm.n_ctx())
+        rounding = context_rounding_note(n_ctx, made)
+        if rounding:
+            notes.append(rounding)
         self.info = LoadedModelInfo(
             path=self.path,
-            n_ctx=int(self._llm.n_ctx()),
+            n_ctx=made,
             n_ctx_train=int(self._model.n_ctx_train()),
             n_vocab=n_vocab,
             n_threads=n_threads,
@@ -179,7 +191,7 @@ class Engine:
             gpu_used=gpu_ok and n_gpu != 0,
             backend=_backend_name() if (gpu_ok and n_gpu != 0) else "CPU",
             load_s=time.perf_counter() - t0,
-            note=note,
+            note=" ".join(notes),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -309,6 +321,7 @@ class Engine:
         """Yield generated tokens as they are made; stats land in ``self.last_stats``."""
         cancel = cancel or threading.Event()
         p = request.params
+        validate_sampling(p)  # checked on construction too; nothing bad reaches llama.cpp
         t_start = time.perf_counter()
         ids = self.prompt_ids(request)
         n_ctx = self.n_ctx
@@ -317,7 +330,7 @@ class Engine:
                 prompt_tokens=len(ids), stop_reason=StopReason.ERROR, error="prompt too long"
             )
             raise ContextOverflowError(
-                f"The prompt is {len(ids)} tokens but this model's context holds {n_ctx}. "
+                f"The prompt is {count(len(ids), 'token')} but this model's context holds {n_ctx:,}. "
                 "Shorten the prompt or raise the context size."
             )
         if not ids:
@@ -452,7 +465,7 @@ class Engine:
         total = len(prompt) + len(cont) - 1
         if total > self.n_ctx:
             raise ContextOverflowError(
-                f"Scoring needs {total} tokens but this model's context holds {self.n_ctx}. "
+                f"Scoring needs {count(total, 'token')} but this model's context holds {self.n_ctx:,}. "
                 "Use a shorter answer or a larger context."
             )
         seq = prompt + cont[:-1]

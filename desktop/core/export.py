@@ -27,7 +27,9 @@ from desktop.core.history import (
     file_sha256,
     now_iso,
 )
+from desktop.core.sampling import InvalidSetting, check
 from desktop.core.types import GenerationResult, SamplingParams, StreamToken
+from desktop.core.words import count
 
 if TYPE_CHECKING:
     from desktop.core.prompts import Conversation
@@ -68,6 +70,8 @@ def load_json(text: str) -> ComparisonRecord:
         return ComparisonRecord.from_json_dict(d)
     except HistoryError as exc:
         raise ExportError(str(exc)) from None
+    except InvalidSetting as exc:
+        raise ExportError(exc.sentence(prefix="In this comparison file, ")) from None
 
 
 # -- Markdown ------------------------------------------------------------------------------------
@@ -86,8 +90,8 @@ def _md_cell(text: Any) -> str:
 def _stats_line(stats: dict[str, Any]) -> str:
     if not stats:
         return ""
-    return (f"{stats.get('prompt_tokens', 0)} prompt tokens, {stats.get('generated_tokens', 0)} "
-            f"generated at {float(stats.get('tokens_per_second', 0.0)):.1f} tok/s. "
+    return (f"{count(int(stats.get('prompt_tokens', 0)), 'prompt token')}, "
+            f"{int(stats.get('generated_tokens', 0)):,} generated at {float(stats.get('tokens_per_second', 0.0)):.1f} tok/s. "
             f"{stats.get('stop_reason_words', '')}").strip()
 
 
@@ -98,7 +102,7 @@ def _shift_shares(shift: dict[str, Any] | None) -> str:
     text = (f"{100 * float(s.get('unshifted', 0)):.1f}% unshifted, "
             f"{100 * float(s.get('marginal', 0)):.1f}% marginal, "
             f"{100 * float(s.get('shifted', 0)):.1f}% shifted "
-            f"({s.get('n_tokens', 0)} tokens)")
+            f"({count(int(s.get('n_tokens', 0)), 'token')})")
     if s.get("note"):
         text += f". {s['note']}"
     return text
@@ -387,22 +391,30 @@ def rerun(
     seed; returns the new record. The shift view is not recomputed (``shift`` is None)."""
     from desktop.core.types import LoadOptions
 
+    if threads is not None:
+        check("n_threads", threads)
+    # the file's values are checked before any work (hashing, loading), each in one sentence
+    load = record.load
+    try:
+        opts = LoadOptions(
+            n_ctx=load.get("n_ctx", 4096),
+            n_threads=threads or load.get("n_threads"),
+            n_gpu_layers=load.get("n_gpu_layers", 0),
+            seed=load.get("seed", record.seed),
+        )
+        sampling = {side: record.sampling(side) for side in ("base", "instruct")}
+    except InvalidSetting as exc:
+        raise ExportError(exc.sentence(prefix="In this comparison file, ")) from None
+    except TypeError:  # a value where a list of settings belongs
+        raise ExportError("This comparison file has a damaged setting; export it again from Based.") from None
     bp = str(base_path or record.base.path)
     ip = str(instruct_path or record.instruct.path)
     _check_file("base", record.base.sha256, bp)
     _check_file("instruct", record.instruct.sha256, ip)
-    load = record.load
-    opts = LoadOptions(
-        n_ctx=int(load.get("n_ctx", 4096)),
-        n_threads=threads or load.get("n_threads"),
-        n_gpu_layers=int(load.get("n_gpu_layers", 0)),
-        seed=int(load.get("seed", record.seed)),
-    )
     res = _run_pair(
         bp, ip,
-        {"base": (record.base_prompt, record.base_answer.add_bos, record.sampling("base")),
-         "instruct": (record.instruct_prompt, record.instruct_answer.add_bos,
-                      record.sampling("instruct"))},
+        {"base": (record.base_prompt, record.base_answer.add_bos, sampling["base"]),
+         "instruct": (record.instruct_prompt, record.instruct_answer.add_bos, sampling["instruct"])},
         opts, cancel or threading.Event(),
     )
     answers = {

@@ -161,7 +161,7 @@ class ComparisonRecord:
                 base_prompt=str(p["base"]),
                 instruct_prompt=str(p["instruct"]),
                 params=dict(d["params"]),
-                seed=int(d["seed"]),
+                seed=_seed(d["seed"]),
                 base_answer=_answer_from(a["base"]),
                 instruct_answer=_answer_from(a["instruct"]),
                 load=dict(d.get("load") or {}),
@@ -172,6 +172,14 @@ class ComparisonRecord:
             raise HistoryError(
                 f"This is not a complete Based comparison record (missing or bad field {exc})."
             ) from None
+
+
+def _seed(value: Any) -> int:
+    """A record's seed, checked by the sampling rules (InvalidSetting: one sentence)."""
+    from desktop.core.sampling import check
+
+    check("seed", value)
+    return int(value)
 
 
 def _jsonable(obj: Any) -> Any:

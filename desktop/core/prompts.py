@@ -20,6 +20,7 @@ from desktop.core.templates import (
     render_template,
 )
 from desktop.core.types import GGUFInfo, TokenInfo
+from desktop.core.words import count
 
 # End-of-turn markers that show up in chat templates; a base model prompted with a chat template
 # may write them as plain text, so they double as stop strings.
@@ -293,7 +294,7 @@ def inspect_prompt(
             )
     if n_ctx > 0 and len(tokens) >= n_ctx:
         warnings.append(
-            f"The prompt is {len(tokens):,} tokens, but the context holds {n_ctx:,}: shorten it or "
+            f"The prompt is {count(len(tokens), 'token')}, but the context holds {n_ctx:,}: shorten it or "
             "raise the context size."
         )
     return PromptInspection(rendered, tokens, n_ctx, tuple(warnings))

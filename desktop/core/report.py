@@ -24,6 +24,7 @@ from desktop.core.errors import BasedError, ContextOverflowError
 from desktop.core.history import ModelRef, now_iso
 from desktop.core.shift import ShiftClass, ShiftResult, ShiftSummary, require_compatible, summarize
 from desktop.core.types import StreamToken
+from desktop.core.words import count
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -96,19 +97,22 @@ def build_report(
     """
     from desktop.core.engine import Engine
     from desktop.core.prompts import Conversation
-    from desktop.core.shift_run import shift_with_engines
-    from desktop.core.types import LoadOptions, StopReason
+    from desktop.core.shift_run import check_alternatives, shift_with_engines
+    from desktop.core.types import LoadOptions, SamplingParams, StopReason
 
     t_start = time.perf_counter()
     cancel = cancel or threading.Event()
     prompts = [p for p in prompts if p and p.strip()]
     if not prompts:
         raise BasedError("The prompt set is empty: give at least one prompt.")
+    # every value is checked before any work
+    check_alternatives(top_k)
+    SamplingParams.deterministic(max_tokens=max_tokens, top_logprobs=top_k)
+    opts = LoadOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, seed=0)
     vocab = require_compatible(base_path, instruct_path)
     same = os.path.abspath(base_path) == os.path.abspath(instruct_path)
     base_ref = ModelRef.from_path(base_path)
     inst_ref = base_ref if same else ModelRef.from_path(instruct_path)
-    opts = LoadOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, seed=0)
     items: list[ReportItem] = []
     skipped: list[tuple[str, str]] = []
     opened: list[Engine] = []
@@ -124,6 +128,8 @@ def build_report(
         load_s = time.perf_counter() - t0
         backend = inst.info.backend
         n_threads = inst.info.n_threads
+        made_ctx = inst.info.n_ctx
+        notes = list(dict.fromkeys(e.info.note for e in opened if e.info.note))
         for prompt in prompts:
             if cancel.is_set():
                 break
@@ -158,9 +164,10 @@ def build_report(
         cancelled=cancel.is_set() and len(items) + len(skipped) < total,
         settings={
             "prompt_source": prompt_source, "base_mode": mode, "system": system,
-            "max_tokens": max_tokens, "n_ctx": n_ctx, "threads": n_threads,
+            "max_tokens": max_tokens, "n_ctx": made_ctx, "n_ctx_requested": n_ctx,
+            "notes": notes, "threads": n_threads,
             "n_gpu_layers": n_gpu_layers, "top_k": top_k, "sampling": "greedy",
-            "tokenizer": f"shared ({vocab.n_base:,} tokens)",
+            "tokenizer": f"shared ({count(vocab.n_base, 'token')})",
         },
         timings={"load_s": load_s, "generate_s": gen_s, "score_s": score_s,
                  "total_s": time.perf_counter() - t_start},
@@ -289,7 +296,7 @@ def render_report_html(data: ReportData) -> str:
         ("File", data.base.file, data.instruct.file),
         ("SHA-256 (prefix)", data.base.sha256[:16], data.instruct.sha256[:16]),
         ("Quantization", data.base.quant or "?", data.instruct.quant or "?"),
-        ("File size", f"{data.base.file_size:,} bytes", f"{data.instruct.file_size:,} bytes"),
+        ("File size", count(data.base.file_size, "byte"), count(data.instruct.file_size, "byte")),
     ]
     pair = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td><td>{esc(c)}</td></tr>"
                    for a, b, c in pair_rows)
@@ -300,12 +307,13 @@ def render_report_html(data: ReportData) -> str:
     settings_rows = [
         ("Prompts", f"{len(data.items)} of {data.n_prompts} finished"
                     + (" (cancelled)" if data.cancelled else "")),
-        ("Instruct answers", f"greedy, at most {s.get('max_tokens')} tokens"),
+        ("Instruct answers", f"greedy, at most {count(int(s.get('max_tokens') or 0), 'token')}"),
         ("Prefix the base model sees", src),
         ("System prompt", s.get("system") or "none"),
         ("Tokenizer", s.get("tokenizer", "")),
-        ("Context", f"{s.get('n_ctx')} tokens"),
-        ("Runtime", f"{data.backend}, {s.get('threads')} threads"),
+        ("Context", count(int(s.get("n_ctx") or 0), "token")),
+        *(("Adjusted", n) for n in s.get("notes", ())),
+        ("Runtime", f"{data.backend}, {count(int(s.get('threads') or 0), 'thread')}"),
         ("Loading", _fmt_s(data.timings.get("load_s", 0.0))),
         ("Generating", _fmt_s(data.timings.get("generate_s", 0.0))),
         ("Scoring under the base", _fmt_s(data.timings.get("score_s", 0.0))),
@@ -330,14 +338,14 @@ def render_report_html(data: ReportData) -> str:
                      "comes from the prompt alone, not from post-training.</p>")
     if data.cancelled:
         parts.append(f'<p class="note">The run was cancelled; this report covers the '
-                     f"{len(data.items)} prompts that finished.</p>")
+                     f"{count(len(data.items), 'prompt')} that finished.</p>")
     parts += [
         f"<h2>The pair</h2><table><tr><th></th><th>Base</th><th>Instruct</th></tr>{pair}</table>",
         f"<h2>Settings and timings</h2><table>{settings}</table>",
         "<h2>Overall</h2>",
         f'<p class="shares"><b>{_pct(o.shares["unshifted"])}</b> unshifted, '
         f'<b>{_pct(o.shares["marginal"])}</b> marginal, <b>{_pct(o.shares["shifted"])}</b> '
-        f"shifted, over {o.n_tokens:,} tokens.</p>",
+        f"shifted, over {count(o.n_tokens, 'token')}.</p>",
     ]
     if data.items:
         parts += [
@@ -355,7 +363,7 @@ def render_report_html(data: ReportData) -> str:
             f'<div class="prompt"><h3>P{i + 1}. {esc(it.prompt)}</h3>'
             f'<p class="shares muted">{_pct(sh["unshifted"])} unshifted, '
             f'{_pct(sh["marginal"])} marginal, {_pct(sh["shifted"])} shifted; '
-            f"{it.shift.summary.n_tokens} tokens; generated in {_fmt_s(it.generate_s)}, scored "
+            f"{count(it.shift.summary.n_tokens, 'token')}; generated in {_fmt_s(it.generate_s)}, scored "
             f"in {_fmt_s(it.score_s)}; stop: {esc(it.stop_reason)}</p>"
             f'<div class="answer">{tokens_html(it.answer_tokens, it.shift)}</div></div>'
         )

@@ -15,6 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from desktop.core import paths
+from desktop.core.sampling import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_PRESET,
+    LOAD_RULES,
+    PRESETS,
+    SAMPLING_RULES,
+    InvalidSetting,
+    shown,
+)
+
+_PRESET = dict(PRESETS[DEFAULT_PRESET].values)  # the window starts on the default preset
 
 
 @dataclass
@@ -24,14 +35,14 @@ class Settings:
     base_mode: str = "urial"  # raw | twin-template | qa | urial
     system_prompt: str = ""
     user_prompt: str = ""
-    preset: str = "deterministic"  # deterministic | creative | custom
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 1
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    seed: int = 0
-    max_tokens: int = 200
+    preset: str = DEFAULT_PRESET  # a key of desktop.core.sampling.PRESETS, or "custom"
+    temperature: float = float(_PRESET["temperature"])
+    top_p: float = float(_PRESET["top_p"])
+    top_k: int = int(_PRESET["top_k"])
+    min_p: float = float(_PRESET["min_p"])
+    repeat_penalty: float = float(_PRESET["repeat_penalty"])
+    seed: int = int(_PRESET["seed"])
+    max_tokens: int = DEFAULT_MAX_TOKENS
     n_ctx: int = 4096
     n_gpu_layers: int = 0
     run_mode: str = "auto"  # auto | parallel | sequential
@@ -74,10 +85,44 @@ class Settings:
         return out
 
 
+# the sampling and load values a settings file holds, checked by desktop.core.sampling's rules
+CHECKED_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens",
+                  "n_ctx", "n_gpu_layers")
+
+
+def check_values(settings: Settings, data: dict[str, Any] | None = None) -> list[str]:
+    """Reset every sampling or load value that breaks the rules (as stored in ``data``, the
+    file's raw JSON object, when given) to its default; one sentence for each reset value."""
+    defaults = Settings()
+    fixed: list[str] = []
+    for name in CHECKED_FIELDS:
+        raw = data[name] if data is not None and name in data else getattr(settings, name)
+        rule = SAMPLING_RULES.get(name) or LOAD_RULES[name]
+        try:
+            rule.check(name, raw)
+        except InvalidSetting as exc:
+            default = getattr(defaults, name)
+            setattr(settings, name, default)
+            fixed.append(exc.sentence(prefix="In your settings file, ")[:-1]
+                         + f", so Based used {shown(default)} instead.")
+    if settings.preset != "custom" and settings.preset not in PRESETS:
+        fixed.append(f"Your settings file names a sampling preset Based does not know "
+                     f"({shown(settings.preset)}), so Based shows your values as Custom.")
+        settings.preset = "custom"
+    return fixed
+
+
 @dataclass(frozen=True)
 class LoadedSettings:
     settings: Settings
     notice: str | None  # set when the file was corrupt and defaults were used
+    fixed: tuple[str, ...] = ()  # one sentence per value that broke the rules and was reset
+
+    @property
+    def message(self) -> str | None:
+        """Everything the user should read about the settings file, or None."""
+        parts = [m for m in (self.notice, *self.fixed) if m]
+        return " ".join(parts) or None
 
 
 def load(path: Path | None = None) -> LoadedSettings:
@@ -94,7 +139,8 @@ def load(path: Path | None = None) -> LoadedSettings:
             f"Your settings file could not be read, so Based started with default settings "
             f"(the old file was kept as {path.name}.bad).",
         )
-    return LoadedSettings(Settings.from_dict(data), None)
+    settings = Settings.from_dict(data)
+    return LoadedSettings(settings, None, tuple(check_values(settings, data)))
 
 
 def save(settings: Settings, path: Path | None = None) -> None:

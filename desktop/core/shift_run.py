@@ -82,6 +82,7 @@ class ShiftRun:
     vocab: VocabCheck
     params: SamplingParams
     timings: dict[str, float] = field(default_factory=dict)  # load_s, generate_s, score_s, total_s
+    load_notes: tuple[str, ...] = ()  # what loading adjusted (context size, no GPU), in words
 
     @property
     def cancelled(self) -> bool:
@@ -102,6 +103,7 @@ class ShiftRun:
             "instruct_prompt": self.instruct_prompt.text,
             "stats": self.answer.stats.to_dict(),
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
+            "notes": list(self.load_notes),
         })
         return d
 
@@ -137,8 +139,14 @@ def run_shift(
     Raises :class:`TokenizerMismatch` before loading anything when the vocabularies differ.
     """
     from desktop.core.engine import Engine
+    from desktop.core.inputs import check_user_prompt
 
     t_start = time.perf_counter()
+    # every value is checked before any work
+    check_user_prompt(conv.user, None)
+    check_alternatives(top_k)
+    SamplingParams.deterministic(max_tokens=max_tokens, top_logprobs=top_k)
+    opts = LoadOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, seed=0)
     cancel = cancel or threading.Event()
     base_path = base.path if _is_engine(base) else str(base)
     inst_path = instruct.path if _is_engine(instruct) else str(instruct)
@@ -146,7 +154,6 @@ def run_shift(
     _check_source(prompt_source)
     opened: list[Engine] = []
     try:
-        opts = LoadOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, seed=0)
         t0 = time.perf_counter()
         if _is_engine(instruct):
             inst_engine: Engine = instruct
@@ -165,13 +172,21 @@ def run_shift(
             base_engine, inst_engine, conv, prompt_source=prompt_source, mode=mode,
             max_tokens=max_tokens, top_k=top_k, cancel=cancel, on_token=on_token, vocab=vocab,
         )
+        notes = tuple(dict.fromkeys(e.info.note for e in opened if e.info.note))
     finally:
         for e in opened:
             e.close()
     timings = dict(run.timings)
     timings["load_s"] = load_s
     timings["total_s"] = time.perf_counter() - t_start
-    return replace(run, timings=timings)
+    return replace(run, timings=timings, load_notes=notes)
+
+
+def check_alternatives(top_k: int) -> None:
+    """Raise InvalidSetting unless ``top_k`` (base alternatives per token) is 0 to 10."""
+    from desktop.core.sampling import check
+
+    check("top_logprobs", top_k, name="The number of base alternatives per token (top-k)")
 
 
 def shift_with_engines(

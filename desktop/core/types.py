@@ -71,17 +71,26 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     top_logprobs: int = 5  # k <= 10 alternatives reported per token
 
+    def __post_init__(self) -> None:
+        # every value is checked on construction (one sentence, InvalidSetting), so a bad one
+        # never reaches llama.cpp; the rules live in desktop.core.sampling
+        from desktop.core.sampling import validate_sampling
+
+        validate_sampling(self)
+
     @classmethod
     def deterministic(cls, **kw: object) -> SamplingParams:
-        base = dict(temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, repeat_penalty=1.0, seed=0)
-        base.update(kw)  # type: ignore[arg-type]
-        return cls(**base)  # type: ignore[arg-type]
+        """The "deterministic" preset of desktop.core.sampling.PRESETS; ``kw`` overrides."""
+        from desktop.core.sampling import preset_params
+
+        return preset_params("deterministic", **kw)
 
     @classmethod
     def creative(cls, **kw: object) -> SamplingParams:
-        base = dict(temperature=0.9, top_p=0.95, top_k=50, min_p=0.05, repeat_penalty=1.1)
-        base.update(kw)  # type: ignore[arg-type]
-        return cls(**base)  # type: ignore[arg-type]
+        """The "creative" preset of desktop.core.sampling.PRESETS; ``kw`` overrides."""
+        from desktop.core.sampling import preset_params
+
+        return preset_params("creative", **kw)
 
     @property
     def greedy(self) -> bool:
@@ -148,6 +157,11 @@ class LoadOptions:
     n_gpu_layers: int = 0  # -1: all layers
     seed: int = 1234
 
+    def __post_init__(self) -> None:
+        from desktop.core.sampling import validate_load
+
+        validate_load(self)
+
 
 @dataclass(frozen=True)
 class LoadedModelInfo:
@@ -160,7 +174,7 @@ class LoadedModelInfo:
     gpu_used: bool
     backend: str  # "CPU", "CUDA", "Metal", "Vulkan", ...
     load_s: float
-    note: str = ""  # e.g. "No GPU backend in this build; running on CPU."
+    note: str = ""  # sentences about every value adjusted at load (context size, no GPU), or ""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Below about 1B parameters the effect is not established: the UI presents this as
 
 from __future__ import annotations
 
-from desktop.core.types import SamplingParams
+from desktop.core.sampling import preset_params
 
 PREAMBLE = """# Instruction
 
@@ -50,10 +50,8 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
 
 STOPS: tuple[str, ...] = ("\n```\n\n#", "# Query:", "\n\n\n\n")
 
-# The paper's suggested decoding for URIAL.
-URIAL_SAMPLING = SamplingParams(
-    temperature=0.3, top_p=1.0, top_k=0, min_p=0.0, repeat_penalty=1.1, max_tokens=256
-)
+# The paper's suggested decoding for URIAL (the "urial" preset of desktop.core.sampling).
+URIAL_SAMPLING = preset_params("urial", max_tokens=256)
 
 
 def _block(query: str, answer: str | None) -> str:

@@ -50,7 +50,7 @@ def create_main_window(
     ensure_app()
     if settings is None:
         loaded = settings_mod.load_or_default()
-        settings, notice = loaded.settings, notice or loaded.notice
+        settings, notice = loaded.settings, notice or loaded.message
     if base:
         settings.base_model = base
     if instruct:

@@ -12,8 +12,10 @@ from dataclasses import replace
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from desktop.core.errors import BasedError
 from desktop.core.settings import Settings
 from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams, StopReason
+from desktop.core.words import count
 from desktop.ui.pane import ModelPane, stats_line
 from desktop.workers.events import (
     GenerationFailed,
@@ -120,11 +122,18 @@ class ComparisonController(QObject):
             return
         load_id = self._new_id()
         self.load_ids[side] = load_id
+        try:  # checked before any work: a bad value never reaches the worker or llama.cpp
+            opts = LoadOptions(
+                n_ctx=self.settings.n_ctx, n_threads=self.threads_per_model(),
+                n_gpu_layers=self.settings.n_gpu_layers,
+            )
+        except BasedError as exc:
+            self.load_error[side] = str(exc)
+            pane.set_model_info(None, None)
+            pane.set_status("")
+            pane.show_error(str(exc))
+            return
         pane.set_status("Loading… 0%")
-        opts = LoadOptions(
-            n_ctx=self.settings.n_ctx, n_threads=self.threads_per_model(),
-            n_gpu_layers=self.settings.n_gpu_layers,
-        )
         self.hosts[side].load(LoadRequest(load_id, path, opts))
         self.schedule_inspect()
 
@@ -209,8 +218,9 @@ class ComparisonController(QObject):
                 continue
             if not sp.inspection.fits:
                 self.panes[side].show_error(
-                    f"The prompt is {sp.inspection.token_count:,} tokens but the context holds "
-                    f"{sp.inspection.n_ctx:,}. Shorten it or raise the context size."
+                    f"The prompt is {count(sp.inspection.token_count, 'token')} but the context "
+                    f"holds {count(sp.inspection.n_ctx, 'token')}. Shorten it or raise the "
+                    "context size."
                 )
                 self.active.discard(side)
                 continue
@@ -270,7 +280,7 @@ class ComparisonController(QObject):
                 # the count changes every flush; repainting it a few times a second is plenty
                 if now - self._status_at.get(side, 0.0) >= STATUS_EVERY_S:
                     self._status_at[side] = now
-                    pane.set_status(f"Generating… {len(pane.answer.tokens())} tokens")
+                    pane.set_status(f"Generating… {count(len(pane.answer.tokens()), 'token')}")
 
     # -- shutdown ------------------------------------------------------------------------------
 
@@ -311,7 +321,8 @@ class _SideHandler(QObject):
             return
         self.ctl.loaded[self.side] = ev
         self.pane.set_model_info(ev.info, ev.gguf)
-        self.pane.set_status(f"Ready · context {ev.info.n_ctx:,} tokens · {ev.info.n_threads} threads")
+        self.pane.set_status(f"Ready · context {count(ev.info.n_ctx, 'token')} · "
+                             f"{count(ev.info.n_threads, 'thread')}")
 
     @Slot(object)
     def on_load_failed(self, ev: LoadFailed) -> None:

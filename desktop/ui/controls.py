@@ -20,13 +20,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core.errors import BasedError
+from desktop.core.inputs import check_user_prompt
 from desktop.core.prompts import BaseMode
+from desktop.core.sampling import PRESETS, SAMPLING_RULES, get_preset, shown
 from desktop.core.settings import Settings
 from desktop.core.types import SamplingParams
 
-PRESETS = {
-    "deterministic": SamplingParams.deterministic(),
-    "creative": SamplingParams.creative(),
+TOP_LOGPROBS = 10  # alternatives kept per token for the heatmap's hover
+_MESSAGE_STYLE = {
+    "error": "QLabel { color: #991b1b; background: #fee2e2; border: 1px solid #fca5a5;"
+             " border-radius: 4px; padding: 4px; }",
+    "note": "QLabel { color: #78350f; background: #fef3c7; border-radius: 4px; padding: 4px; }",
 }
 
 
@@ -85,24 +90,41 @@ class ControlsPanel(QWidget):
         self.mode_help.setStyleSheet("color: palette(mid)")
         mode_row.addWidget(self.mode_help, 1)
         left.addLayout(mode_row)
+        # what the prompt means when it is empty in raw mode (a note, not an error)
+        self.prompt_note = QLabel("")
+        self.prompt_note.setWordWrap(True)
+        self.prompt_note.setStyleSheet(_MESSAGE_STYLE["note"])
+        self.prompt_note.setAccessibleName("prompt note")
+        self.prompt_note.hide()
+        left.addWidget(self.prompt_note)
         outer.addLayout(left, 3)
 
         box = QGroupBox("Sampling (shared)")
         grid = QGridLayout(box)
         self.preset = QComboBox()
-        self.preset.addItem("Deterministic (greedy, fixed seed)", "deterministic")
-        self.preset.addItem("Creative", "creative")
+        tips = []
+        for key, preset in PRESETS.items():  # the same presets as `based compare --preset`
+            self.preset.addItem(preset.label, key)
+            tip = f"{preset.summary} ({preset.describe()})"
+            self.preset.setItemData(self.preset.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+            tips.append(f"{preset.label}: {tip}")
         self.preset.addItem("Custom", "custom")
-        self.preset.setToolTip("Deterministic: same answer every run. Creative: varied answers.")
+        self.preset.setToolTip("\n".join(tips))
         self.preset.activated.connect(self._preset_chosen)
         grid.addWidget(self.preset, 0, 0, 1, 4)
+        # every range lies inside desktop.core.sampling's rules (a test checks both ends)
         self.temperature = self._dspin(0, 2, 0.05, "Higher is more random; 0 is greedy")
-        self.top_p = self._dspin(0, 1, 0.05, "Keep the smallest set of tokens whose probability adds up to this")
+        self.top_p = self._dspin(0.01, 1, 0.05, "Keep the smallest set of tokens whose probability adds up to this")
         self.top_k = self._ispin(0, 200, "Keep only the k most likely tokens (0: all)")
         self.min_p = self._dspin(0, 1, 0.01, "Drop tokens less likely than this fraction of the top token")
         self.repeat_penalty = self._dspin(0.5, 2, 0.05, "Above 1 discourages repeating recent tokens")
         self.seed = self._ispin(0, 2**31 - 1, "Same seed and settings give the same answer")
         self.max_tokens = self._ispin(1, 8192, "Longest answer, in tokens")
+        self.fields: dict[str, QSpinBox | QDoubleSpinBox] = {
+            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+            "min_p": self.min_p, "repeat_penalty": self.repeat_penalty, "seed": self.seed,
+            "max_tokens": self.max_tokens,
+        }
         f1, f2 = QFormLayout(), QFormLayout()
         f1.addRow("Temperature", self.temperature)
         f1.addRow("Top-p", self.top_p)
@@ -135,11 +157,19 @@ class ControlsPanel(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.stop_button)
         grid.addLayout(buttons, 2, 0, 1, 4)
+        # why Run was refused, or what Based changed in your values: next to Run
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setAccessibleName("run message")
+        self.message.hide()
+        grid.addWidget(self.message, 3, 0, 1, 4)
         outer.addWidget(box, 2)
         for w in (self.temperature, self.top_p, self.min_p, self.repeat_penalty):
             w.valueChanged.connect(self._edited)
         for s in (self.top_k, self.seed, self.max_tokens):
             s.valueChanged.connect(self._edited)
+        self.prompt.textChanged.connect(self._prompt_changed)
+        self.system.textChanged.connect(self._prompt_changed)
         self._applying = False
         self._mode_changed()
 
@@ -160,6 +190,7 @@ class ControlsPanel(QWidget):
     # -- values --------------------------------------------------------------------------------
 
     def params(self) -> SamplingParams:
+        """The form's values; raises InvalidSetting (one sentence) if one breaks the rules."""
         return SamplingParams(
             temperature=self.temperature.value(),
             top_p=self.top_p.value(),
@@ -168,41 +199,103 @@ class ControlsPanel(QWidget):
             repeat_penalty=self.repeat_penalty.value(),
             seed=self.seed.value(),
             max_tokens=self.max_tokens.value(),
-            top_logprobs=10,
+            top_logprobs=TOP_LOGPROBS,
         )
 
     def base_mode(self) -> str:
         return str(self.mode.currentData())
 
-    def apply_params(self, p: SamplingParams) -> None:
+    def _set_value(self, field: str, value: float) -> str:
+        """Show ``value`` in the field's box; a sentence when the box had to change it."""
+        box = self.fields[field]
+        box.setValue(value)  # type: ignore[arg-type]
+        shown_value = box.value()
+        if abs(float(shown_value) - float(value)) <= 1e-9:
+            return ""
+        name = SAMPLING_RULES[field].name
+        name = name[:1].lower() + name[1:]
+        return (f"Based changed {name} from {shown(value)} to {shown(shown_value)}, the nearest "
+                "value this window offers.")
+
+    def apply_params(self, p: SamplingParams, *, max_tokens: bool = False) -> list[str]:
+        """Show a preset's (or saved) values; returns a sentence for each value the boxes could
+        not show exactly (e.g. a temperature above 2 from the settings file)."""
         self._applying = True
-        self.temperature.setValue(p.temperature)
-        self.top_p.setValue(p.top_p)
-        self.top_k.setValue(p.top_k)
-        self.min_p.setValue(p.min_p)
-        self.repeat_penalty.setValue(p.repeat_penalty)
-        self.seed.setValue(p.seed)
-        self._applying = False
+        fields = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed"]
+        if max_tokens:
+            fields.append("max_tokens")
+        try:
+            changed = [self._set_value(f, getattr(p, f)) for f in fields]
+        finally:
+            self._applying = False
+        return [c for c in changed if c]
 
     def load_settings(self, s: Settings) -> None:
         self.prompt.setPlainText(s.user_prompt)
         self.system.setText(s.system_prompt)
         idx = self.mode.findData(s.base_mode)
         self.mode.setCurrentIndex(max(idx, 0))
-        self.apply_params(
-            SamplingParams(s.temperature, s.top_p, s.top_k, s.min_p, s.repeat_penalty, s.seed)
-        )
-        self.max_tokens.setValue(s.max_tokens)
-        self.preset.setCurrentIndex(max(self.preset.findData(s.preset), 0))
+        try:
+            saved = SamplingParams(s.temperature, s.top_p, s.top_k, s.min_p, s.repeat_penalty,
+                                   s.seed, s.max_tokens)
+        except BasedError as exc:  # settings made in code, not read from the file (that is checked)
+            saved = get_preset("deterministic").params(max_tokens=self.max_tokens.value())
+            changed = [f"{exc} Based shows the Deterministic preset instead."]
+        else:
+            changed = self.apply_params(saved, max_tokens=True)
+        preset = s.preset
+        if preset in PRESETS and any(getattr(self.params(), f) != v for f, v in PRESETS[preset].values):
+            preset = "custom"  # values edited by hand: say what they are, not the old preset
+        self.preset.setCurrentIndex(max(self.preset.findData(preset), 0))
         self.run_mode.setCurrentIndex(max(self.run_mode.findData(s.run_mode), 0))
+        if changed:
+            self.show_message(" ".join(changed), error=False)
+        else:
+            self.clear_message()
+
+    # -- messages and the checks before a run ------------------------------------------------
+
+    def show_message(self, text: str, *, error: bool = True) -> None:
+        """One message next to Run: why a run was refused (error) or what Based changed."""
+        self.message.setStyleSheet(_MESSAGE_STYLE["error" if error else "note"])
+        self.message.setText(text)
+        self.message.setProperty("error", error)
+        self.message.show()
+
+    def clear_message(self) -> None:
+        self.message.hide()
+        self.message.setText("")
+
+    def run_problem(self) -> str | None:
+        """Why Run cannot start with what the form holds (one sentence), or None. Checks the
+        message (empty outside raw mode) and every sampling value, before any work."""
+        try:
+            check_user_prompt(self.prompt.toPlainText(), self.base_mode(), system=self.system.text())
+            self.params()
+        except BasedError as exc:
+            return str(exc)
+        return None
+
+    def check_run(self) -> bool:
+        """Show the reason next to Run and return False when the form cannot run."""
+        problem = self.run_problem()
+        if problem is None:
+            if self.message.property("error"):
+                self.clear_message()
+            return True
+        self.show_message(problem, error=True)
+        if not self.prompt.toPlainText().strip():
+            self.prompt.setFocus()
+        return False
 
     def store_settings(self, s: Settings) -> None:
-        p = self.params()
         s.user_prompt = self.prompt.toPlainText()
         s.system_prompt = self.system.text()
         s.base_mode = self.base_mode()
-        s.temperature, s.top_p, s.top_k, s.min_p = p.temperature, p.top_p, p.top_k, p.min_p
-        s.repeat_penalty, s.seed, s.max_tokens = p.repeat_penalty, p.seed, p.max_tokens
+        s.temperature, s.top_p = self.temperature.value(), self.top_p.value()
+        s.top_k, s.min_p = self.top_k.value(), self.min_p.value()
+        s.repeat_penalty, s.seed = self.repeat_penalty.value(), self.seed.value()
+        s.max_tokens = self.max_tokens.value()
         s.preset = str(self.preset.currentData())
         s.run_mode = str(self.run_mode.currentData())
 
@@ -215,13 +308,27 @@ class ControlsPanel(QWidget):
     @Slot()
     def _mode_changed(self) -> None:
         self.mode_help.setText(BaseMode(self.base_mode()).describe())
+        self._prompt_changed()
         self.inputsChanged.emit()
+
+    @Slot()
+    def _prompt_changed(self) -> None:
+        """Raw mode's note for an empty message; a refusal shown earlier goes once fixed."""
+        try:
+            note = check_user_prompt(self.prompt.toPlainText(), self.base_mode(),
+                                     system=self.system.text())
+        except BasedError:
+            note = ""
+        self.prompt_note.setText(note)
+        self.prompt_note.setVisible(bool(note))
+        if self.message.property("error") and self.run_problem() is None:
+            self.clear_message()
 
     @Slot(int)
     def _preset_chosen(self, index: int) -> None:
         key = self.preset.itemData(index)
         if key in PRESETS:
-            self.apply_params(PRESETS[key])
+            self.apply_params(PRESETS[key].params())
 
     def choose_preset(self, key: str) -> None:
         """Select a sampling preset and apply its values, as if the user picked it."""

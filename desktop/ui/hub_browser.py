@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.gguf_info import human_bytes
+from desktop.core.words import count
 
 
 class HubBrowser(QWidget):
@@ -75,12 +76,13 @@ class HubBrowser(QWidget):
 
     def show_repos(self, hits: tuple[object, ...]) -> None:
         self.status.setStyleSheet("")
-        self.status.setText(f"{len(hits)} repositories." if hits else "No GGUF repositories match.")
+        self.status.setText(f"{count(len(hits), 'repository')}." if hits else "No GGUF repositories match.")
         self.repos.clear()
         for h in hits:
             repo = str(getattr(h, "repo_id", ""))
             gated = "  🔒 gated" if getattr(h, "gated", False) else ""
-            item = QListWidgetItem(f"{repo}   ({int(getattr(h, 'downloads', 0) or 0):,} downloads){gated}")
+            downloads = count(int(getattr(h, "downloads", 0) or 0), "download")
+            item = QListWidgetItem(f"{repo}   ({downloads}){gated}")
             item.setData(Qt.ItemDataRole.UserRole, repo)
             self.repos.addItem(item)
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core.prompts import PromptInspection
 from desktop.core.types import TokenInfo
+from desktop.core.words import count
 
 SPECIAL_BG = "#f5c2e7"
 SPECIAL_FG = "#7a1f5c"
@@ -183,7 +184,7 @@ class PromptInspector(QWidget):
         self.count_bar.setRange(0, n_ctx)
         self.count_bar.setValue(min(ins.token_count, n_ctx))
         bos = "BOS added by tokenizer" if ins.rendered.add_bos else "no BOS added by tokenizer"
-        self.count_bar.setFormat(f"{ins.token_count:,} / {ins.n_ctx:,} tokens ({bos})")
+        self.count_bar.setFormat(f"{ins.token_count:,} / {count(ins.n_ctx, 'token')} ({bos})")
         if ins.warnings:
             self.warnings.setText("⚠ " + "\n⚠ ".join(ins.warnings))
             self.warnings.show()

@@ -144,6 +144,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def run(self) -> None:
+        # the message and every value are checked before any work; a refusal shows next to Run
+        if not self.controls.check_run():
+            return
         self.controls.store_settings(self.settings)
         self.controller.run(self.controls.params())
         self.save_settings()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, StreamToken
+from desktop.core.words import count
 from desktop.ui.answer_view import AnswerView
 from desktop.ui.inspector import PromptInspector
 
@@ -218,7 +219,7 @@ class ModelPane(QWidget):
 
 def stats_line(stats: GenerationStats) -> str:
     return (
-        f"{stats.prompt_tokens:,} prompt tokens · first token after {stats.time_to_first_token_s:.2f} s · "
-        f"{stats.generated_tokens:,} tokens at {stats.tokens_per_second:.1f} tok/s · "
-        f"{stats.stop_reason.words}"
+        f"{count(stats.prompt_tokens, 'prompt token')} · first token after "
+        f"{stats.time_to_first_token_s:.2f} s · {count(stats.generated_tokens, 'token')} at "
+        f"{stats.tokens_per_second:.1f} tok/s · {stats.stop_reason.words}"
     )

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core import paths
 from desktop.core.examples import load_starter_prompts
+from desktop.core.words import count
 from desktop.workers.report_worker import ReportEvent, ReportHost, ReportJob
 
 
@@ -40,7 +41,7 @@ class ReportDialog(QDialog):
             "Runs the token-shift analysis over a set of prompts (greedy instruct answers scored under "
             "the base model) and writes one self-contained HTML report with plots."))
         form = QFormLayout()
-        self.prompts_label = QLabel(f"Built-in starter set ({len(self.prompts)} prompts)")
+        self.prompts_label = QLabel(f"Built-in starter set ({count(len(self.prompts), 'prompt')})")
         pick = QPushButton("Use a file…")
         pick.setToolTip("A .txt file with one prompt per line, or a .json list of strings")
         pick.clicked.connect(self._pick_prompts)
@@ -100,7 +101,7 @@ class ReportDialog(QDialog):
             self.status.setText(str(exc))
             return
         self.prompts = prompts
-        self.prompts_label.setText(f"{Path(path).name} ({len(prompts)} prompts)")
+        self.prompts_label.setText(f"{Path(path).name} ({count(len(prompts), 'prompt')})")
         self.bar.setRange(0, len(prompts))
 
     @Slot()

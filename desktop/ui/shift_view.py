@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.shift import ShiftClass, ShiftResult, ShiftToken
+from desktop.core.words import count
 
 SOURCES = (
     ("chat", "the instruct model's chat prompt (the paper's setting)"),
@@ -183,7 +184,7 @@ class ShiftPanel(QWidget):
         for c in ShiftClass:
             parts.append(f"<span style='background:{c.color};color:#111'>&nbsp;{c.label}&nbsp;</span> "
                          f"<b>{sh[c.value]:.0%}</b> ({getattr(s, c.value)})")
-        self.shares.setText(" &nbsp; ".join(parts) + f" &nbsp; of {s.n_tokens} tokens")
+        self.shares.setText(" &nbsp; ".join(parts) + f" &nbsp; of {count(s.n_tokens, 'token')}")
         self.strip.set_classes([t.cls for t in result.tokens])
         if s.top_shifted:
             items = ", ".join(f"<code>{html.escape(repr(p)[1:-1])}</code>×{n}" for p, n in s.top_shifted[:10])
@@ -191,7 +192,7 @@ class ShiftPanel(QWidget):
         else:
             self.top.setText("No shifted tokens: the base model would have written every token itself.")
         done = "" if s.complete else " (stopped part-way: the figures cover the tokens scored so far)"
-        self.message.setText(f"Scored {s.n_tokens} tokens in {result.score_s:.2f} s after a "
+        self.message.setText(f"Scored {count(s.n_tokens, 'token')} in {result.score_s:.2f} s after a "
                              f"{result.prompt_tokens}-token prompt{done}.")
         self.message.setStyleSheet("")
         if not s.greedy:

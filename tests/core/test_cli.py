@@ -101,7 +101,8 @@ def test_compare_json(tiny_phi3_base: Path, tiny_phi3: Path, capsys: pytest.Capt
 
 def test_compare_is_reproducible(tiny_phi3_base: Path, tiny_phi3: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["compare", "--base", str(tiny_phi3_base), "--instruct", str(tiny_phi3), "--user", "Hi",
-            "--max-tokens", "12", "--temperature", "0.9", "--seed", "11", "--threads", "2", "--json"]
+            "--max-tokens", "12", "--preset", "creative", "--temperature", "0.9", "--seed", "11",
+            "--threads", "2", "--json"]
     main(args)
     a = json.loads(capsys.readouterr().out)
     main(args)
@@ -143,7 +144,7 @@ def test_ctrl_c_cancels_compare_cleanly(tiny_phi3_base: Path, tiny_phi3: Path) -
     proc = subprocess.Popen(
         [sys.executable, "-m", "desktop", "compare", "--base", str(tiny_phi3_base), "--instruct",
          str(tiny_phi3), "--user", "Hi", "--max-tokens", "100000", "--n-ctx", "2048",
-         "--temperature", "1.0", "--threads", "1"],
+         "--preset", "creative", "--temperature", "1.0", "--threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -9,6 +9,7 @@ import pytest
 
 from desktop.core.engine import Engine, gpu_backend_available, tokenize_file
 from desktop.core.errors import ContextOverflowError, GGUFError, ModelLoadError
+from desktop.core.sampling import InvalidSetting
 from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams, StopReason
 
 PROMPT = "<|user|>\nTell me a story.<|end|>\n<|assistant|>\n"
@@ -68,9 +69,11 @@ def test_stream_yields_logprobs_and_sorted_top_k(engine: Engine) -> None:
     assert st.time_to_first_token_s > 0 and st.tokens_per_second > 0
 
 
-def test_top_k_is_capped_at_ten(engine: Engine) -> None:
-    toks = list(engine.stream(req(temperature=0.0, max_tokens=2, top_logprobs=50)))
+def test_top_k_is_at_most_ten_and_more_is_refused(engine: Engine) -> None:
+    toks = list(engine.stream(req(temperature=0.0, max_tokens=2, top_logprobs=10)))
     assert all(len(t.top) == 10 for t in toks)
+    with pytest.raises(InvalidSetting, match="from 0 to 10, but it is 50"):
+        req(temperature=0.0, max_tokens=2, top_logprobs=50)  # not silently capped
 
 
 def test_same_seed_same_output_different_seed_differs(engine: Engine) -> None:
