@@ -125,6 +125,13 @@ def _fold_split(root: Path, found: list[PartialInfo]) -> list[PartialInfo]:
     return out
 
 
+def _discard_file(final: Path) -> None:
+    """Delete one file's partial download and sidecar."""
+    for p in (_partial_path(final), _sidecar_path(final)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
 def discard_partial(dest_dir: Path, filename: str) -> None:
     """Delete a partial download and its sidecar (nothing happens when there is none).
 
@@ -134,9 +141,7 @@ def discard_partial(dest_dir: Path, filename: str) -> None:
     names = [filename] if sn is None else [sn.part(i) for i in range(sn.split_count)]
     finals = [_target(Path(dest_dir), n) for n in names]
     for final in finals:
-        for p in (_partial_path(final), _sidecar_path(final)):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        _discard_file(final)
     if sn is not None and not all(f.is_file() for f in finals):
         for f in finals:
             with contextlib.suppress(FileNotFoundError):

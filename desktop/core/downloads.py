@@ -47,6 +47,7 @@ from desktop.core.download_io import (
 from desktop.core.download_state import (
     SIDECAR_VERSION,
     PartialInfo,
+    _discard_file,
     _partial_path,
     _read_sidecar,
     _sidecar_path,
@@ -353,7 +354,7 @@ def _download(
     else:
         ok = hashes.git is not None and hashes.git.hexdigest() == git_sha1
     if not ok:
-        discard_partial(spec.dest_dir, spec.filename)
+        _discard_file(final)  # this file only (a split model keeps its verified parts)
         raise DownloadError(
             f"{spec.filename} arrived damaged (its sha256 does not match Hugging Face's): it was "
             "deleted; download it again."
