@@ -96,15 +96,15 @@ def _download(repo: str, filename: str, *, sha256: str | None = None, size: int 
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from desktop.core.library import forget_unusable, scan_library
+    from desktop.core.library import describe_forgotten, forget_unusable, scan_library
 
     s = _settings()
     forgotten = forget_unusable(s)
     if forgotten:
         settings_mod.save(s)
     scan = scan_library(s)
-    for line in forgotten:
-        print(f"based: {line}", file=sys.stderr)
+    for item in forgotten:
+        print(f"based: {describe_forgotten(item)}", file=sys.stderr)
     for skip in scan.skipped:
         print(f"based: skipped {skip.path}: {skip.reason}", file=sys.stderr)
     models = scan.models

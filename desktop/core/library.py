@@ -179,21 +179,23 @@ def list_local_models(settings: Settings, *, include_hf_cache: bool = True) -> l
     return scan_library(settings, include_hf_cache=include_hf_cache).models
 
 
-def forget_unusable(settings: Settings) -> list[str]:
+def forget_unusable(settings: Settings) -> list[Skipped]:
     """Forget remembered files that vanished or no longer validate: files opened by hand and the
-    chosen base and instruct models. Returns one sentence per file forgotten, for a notice; the
-    caller saves the settings."""
+    chosen base and instruct models. Returns each file forgotten with the reason
+    (:func:`describe_forgotten` words it for a notice); the caller saves the settings."""
     remembered = dict.fromkeys([*settings.extra_model_files, settings.base_model, settings.instruct_model])
     remembered.pop("", None)
     bad = {p: r for p in remembered if (r := model_check.check(p))}
-    if not bad:
-        return []
     settings.extra_model_files = [p for p in settings.extra_model_files if p not in bad]
     if settings.base_model in bad:
         settings.base_model = ""
     if settings.instruct_model in bad:
         settings.instruct_model = ""
-    return [f"Based took {Path(p).name} off your model list: {r}" for p, r in bad.items()]
+    return [Skipped(p, r) for p, r in bad.items()]
+
+
+def describe_forgotten(item: Skipped) -> str:
+    return f"Based took {Path(item.path).name} off your model list: {item.reason}"
 
 
 def remove_model(settings: Settings, path: str) -> int:

@@ -229,18 +229,24 @@ class MainWindow(QMainWindow):
     def refresh_models(self) -> None:
         """Scan the library once and update both pickers and the empty state. Remembered files
         that vanished or no longer validate are forgotten first (with a notice), and unloaded."""
-        from desktop.core.library import forget_unusable
+        from desktop.core.library import describe_forgotten, forget_unusable
 
-        gone = {p for p in (self.settings.base_model, self.settings.instruct_model) if p}
+        chosen = {"base": self.settings.base_model, "instruct": self.settings.instruct_model}
         forgotten = forget_unusable(self.settings)
         if forgotten:
-            gone -= {self.settings.base_model, self.settings.instruct_model}
-            for side in ("base", "instruct"):
-                if self.controller.paths.get(side) in gone:
-                    self.controller.set_model(side, "")
+            notes = []
+            for item in forgotten:
+                sides = [side for side, path in chosen.items() if path == item.path]
+                for side in sides:  # said where the user looks: in that side's pane
+                    if self.controller.paths.get(side) == item.path:
+                        self.controller.set_model(side, "")
+                    (self.base_pane if side == "base" else self.instruct_pane).show_error(item.reason)
+                if not sides:
+                    notes.append(describe_forgotten(item))
             self.save_settings()
-            self.notice.setText(" ".join([t for t in (self.notice.text(),) if t] + forgotten))
-            self.notice.show()
+            if notes:
+                self.notice.setText(" ".join([t for t in (self.notice.text(),) if t] + notes))
+                self.notice.show()
         self.model_entries = scan_models(self.settings)
         self.base_pane.set_models(self.model_entries, self.settings.base_model)
         self.instruct_pane.set_models(self.model_entries, self.settings.instruct_model)

@@ -247,3 +247,17 @@ def test_fit_counts_every_part(tiny_split: Path) -> None:
     assert r.file_bytes == sum(p.stat().st_size for p in model_parts(tiny_split))
     assert r.need_bytes == assess_fit(r.file_bytes, n_ctx=512, free_bytes=2**30).need_bytes
     assert r.file_bytes > tiny_split.stat().st_size
+
+
+def test_a_split_models_identity_covers_every_part(tiny_split: Path, tiny_llama_spm: Path, tmp_path: Path) -> None:
+    from desktop.core.history import ModelRef, file_sha256, model_sha256
+
+    assert model_sha256(tiny_llama_spm) == file_sha256(tiny_llama_spm)
+    first = copy_parts(tiny_split, tmp_path / "m")
+    ref = ModelRef.from_path(first)
+    assert ref.file_size == model_bytes(first) and ref.sha256 == model_sha256(first)
+    last = model_parts(first)[2]
+    data = bytearray(last.read_bytes())
+    data[-1] ^= 0xFF  # one weight byte in part 3
+    last.write_bytes(bytes(data))
+    assert model_sha256(first) != ref.sha256 and file_sha256(first) == file_sha256(tiny_split)

@@ -13,6 +13,7 @@ from desktop.core import settings as settings_mod
 from desktop.core.fit import Verdict, assess_fit, kv_bytes_per_token
 from desktop.core.gguf_split import model_parts, split_path
 from desktop.core.library import (
+    describe_forgotten,
     describe_removal,
     forget_unusable,
     hf_cache_dir,
@@ -192,8 +193,9 @@ def test_a_file_that_is_not_a_model_is_never_listed_or_remembered(tmp_path: Path
     s.extra_model_files += [str(text), str(good)]
     s.base_model, s.instruct_model = str(text), str(good)
     assert [m.path for m in list_local_models(s)] == [str(good)]
-    [note] = forget_unusable(s)
-    assert note.startswith("Based took story.gguf off your model list: story.gguf")
+    [item] = forget_unusable(s)
+    assert item.path == str(text) and item.reason.startswith("story.gguf")
+    assert describe_forgotten(item).startswith("Based took story.gguf off your model list: story.gguf")
     assert (s.extra_model_files, s.base_model, s.instruct_model) == ([str(good)], "", str(good))
     settings_mod.save(s)
     again = settings_mod.load().settings  # after a restart it is still gone
@@ -202,15 +204,15 @@ def test_a_file_that_is_not_a_model_is_never_listed_or_remembered(tmp_path: Path
 
     # a remembered file that no longer validates, or vanished, is dropped on the next scan
     good.write_text("overwritten with notes\n")
-    [note] = forget_unusable(again)
-    assert "good.gguf" in note and again.extra_model_files == [] and again.instruct_model == ""
+    [item] = forget_unusable(again)
+    assert item.path == str(good) and again.extra_model_files == [] and again.instruct_model == ""
     gone = folder / "gone.gguf"
     shutil.copy(tiny_llama_spm, gone)
     again.extra_model_files.append(str(gone))
     assert forget_unusable(again) == []
     gone.unlink()
-    [note] = forget_unusable(again)
-    assert "gone.gguf is no longer in" in note and again.extra_model_files == []
+    [item] = forget_unusable(again)
+    assert item.reason.startswith("gone.gguf is no longer in") and again.extra_model_files == []
 
 
 def test_a_tokenizer_only_file_is_not_listed_as_a_model(tmp_path: Path, vocab_dir: Path) -> None:
