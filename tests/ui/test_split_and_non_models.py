@@ -113,3 +113,36 @@ def test_a_remembered_model_that_vanished_is_forgotten_in_words(qtbot, make_wind
     assert w.notice.isVisible() and "Based took other.gguf off your model list" in w.notice.text()
     assert w.settings.base_model == "" and w.settings.extra_model_files == []
     assert not any(name in " ".join(picker_labels(w.base_pane)) for name in ("mine.gguf", "other.gguf"))
+
+
+def test_a_split_download_from_an_earlier_session_resumes_as_one(qtbot, hub, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                  tiny_split: Path, monkeypatch) -> None:
+    import threading
+
+    from desktop.core import downloads
+    from desktop.core.downloads import DownloadSpec, download
+    from desktop.core.errors import DownloadError
+    from desktop.core.library import repo_dir
+    from desktop.core.settings import Settings
+    from desktop.ui.models_panel import ModelsPanel
+
+    s = Settings()
+    first = "F16/Tiny-Split-F16-00001-of-00003.gguf"
+    dest = repo_dir(s.resolved_models_dir(), REPO)
+    monkeypatch.setattr(downloads, "MAX_RETRIES", 0)
+    hub.drop_after, hub.drops_left = 1 << 20, 1000
+    with pytest.raises(DownloadError):
+        download(DownloadSpec(repo_id=REPO, filename=first, dest_dir=dest), None, threading.Event())
+    hub.drop_after = None
+    total = sum(p.stat().st_size for p in model_parts(tiny_split))
+    panel = ModelsPanel(s)  # "restart"
+    qtbot.addWidget(panel)
+    (row,) = panel.downloads.rows.values()
+    assert row.state == "paused" and row.job.filename == first
+    assert "Tiny-Split-F16 (3 parts)" in row.title.text() and 0 < row.bar.value() < row.bar.maximum()
+    with qtbot.waitSignal(panel.libraryChanged, timeout=LONG):
+        row.pause.click()  # Resume
+    assert row.state == "done"
+    assert panel.library.topLevelItemCount() == 1
+    assert panel.library.topLevelItem(0).text(2) == human_bytes(total)
+    panel.shutdown()
