@@ -177,6 +177,11 @@ def _metadata(spec: DownloadSpec, headers: dict[str, str]) -> _Remote:
 # ----- progress -------------------------------------------------------------------------------
 
 
+class _CallbackFailed(Exception):
+    """``on_progress`` raised: carried past the reconnect loop (which would otherwise take it for a
+    network error) and re-raised as itself by :func:`download`."""
+
+
 class _Progress:
     def __init__(
         self, cb: Callable[[DownloadProgress], None] | None, total: int, resumed_from: int
@@ -201,7 +206,10 @@ class _Progress:
         speed = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
         remaining = max(self.total - done, 0)
         eta = remaining / speed if speed > 0 else (0.0 if remaining == 0 else None)
-        self.cb(DownloadProgress(done, self.total, speed, eta, self.resumed_from))
+        try:
+            self.cb(DownloadProgress(done, self.total, speed, eta, self.resumed_from))
+        except Exception as exc:
+            raise _CallbackFailed() from exc
 
 
 # ----- the download ---------------------------------------------------------------------------
@@ -234,13 +242,17 @@ def download(
     """
     cancel = cancel if cancel is not None else threading.Event()
     split = parse_split_name(spec.filename)
-    if split is not None:  # every part, part 1's path returned
-        from desktop.core.download_split import download_split
+    try:
+        if split is not None:  # every part, part 1's path returned
+            from desktop.core.download_split import download_split
 
-        return download_split(spec, split, on_progress, cancel)
-    final = _target(spec.dest_dir, spec.filename)
-    with _claim(final):
-        return _download(spec, final, on_progress, cancel)
+            return download_split(spec, split, on_progress, cancel)
+        final = _target(spec.dest_dir, spec.filename)
+        with _claim(final):
+            return _download(spec, final, on_progress, cancel)
+    except _CallbackFailed as exc:
+        assert exc.__cause__ is not None
+        raise exc.__cause__ from None
 
 
 def _headers(spec: DownloadSpec, name: str) -> dict[str, str]:
@@ -419,7 +431,7 @@ def _fetch(
                         raise _cancelled(name)
             if offset < size:  # the body ended early without an error from the library
                 raise ConnectionResetError("connection closed before the end of the body")
-        except (DownloadError, DownloadCancelled):
+        except (DownloadError, DownloadCancelled, _CallbackFailed):
             raise
         except Exception as exc:
             if cancel.is_set():

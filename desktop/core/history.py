@@ -66,15 +66,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def model_sha256(path: str | os.PathLike[str]) -> str:
-    """The identity of a whole model, hex: :func:`file_sha256` of a model in one file; for part 1
-    of a split model, the SHA-256 of its parts' SHA-256s (hex, one per line, in part order), so a
-    changed part changes it."""
+    """:func:`file_sha256` of a model in one file; for a split model (part 1's path) the SHA-256 of
+    its parts' SHA-256s (hex, one per line, in order), so a changed part changes it."""
     from desktop.core.gguf_split import model_parts
 
-    parts = model_parts(path)
-    if len(parts) == 1:
-        return file_sha256(path)
-    return hashlib.sha256("\n".join(file_sha256(p) for p in parts).encode()).hexdigest()
+    digests = [file_sha256(p) for p in model_parts(path)]
+    return digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 # -- records -----------------------------------------------------------------------------------
