@@ -161,11 +161,9 @@ def cmd_files(args: argparse.Namespace) -> int:
     if not files:
         print(f"{args.repo} has no GGUF files.")
     for f in files:
-        size = human_bytes(f.size) if f.size is not None else "?"
-        parts = f"  {f.parts} parts" if f.parts > 1 else ""
-        if f.missing_parts:
-            parts += f" (incomplete: no part {', '.join(map(str, f.missing_parts))})"
-        print(f"{f.label:64} {f.quant or '?':8} {size:>10}{parts}")
+        size = human_bytes(f.size) if f.size is not None else "?"  # a split model: all parts
+        missing = f"  (incomplete: no part {', '.join(map(str, f.missing_parts))})" if f.missing_parts else ""
+        print(f"{f.label:64} {f.quant or '?':8} {size:>10}{missing}")
     return 0
 
 
