@@ -67,9 +67,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _json_out(info_to_dict(info))
         return 0
     kind = "tokenizer only (no weights)" if info.vocab_only else count(info.n_tensors, "tensor")
+    size = human_bytes(info.file_size)
+    if len(info.paths) > 1:  # a split model: the whole model, every part
+        size += f" in {count(len(info.paths), 'part')}"
     rows = [
         ("Name", info.name),
-        ("File", f"{Path(info.path).name} ({human_bytes(info.file_size)}, GGUF v{info.version}, {kind})"),
+        ("File", f"{Path(info.path).name} ({size}, GGUF v{info.version}, {kind})"),
         ("Architecture", info.architecture or "unknown"),
         ("Size", f"{info.size_label or '?'} ({count(info.parameter_count, 'parameter')})"),
         ("Quantization", info.file_type or "unknown"),
@@ -87,6 +90,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         rows.append(("Chat template", "none (a base model, or the template was left out)"))
     for name, src in info.named_templates.items():
         rows.append((f"  template '{name}'", count(len(src), "char")))
+    for n, part in enumerate(info.parts, 1):
+        rows.append((f"  part {n}", f"{Path(part).name} ({human_bytes(Path(part).stat().st_size)})"))
     width = max(len(k) for k, _ in rows)
     _out("".join(f"{k.ljust(width)}  {v}\n" for k, v in rows))
     return 0

@@ -59,18 +59,23 @@ class _Progress:
 
 def _download(repo: str, filename: str, *, sha256: str | None = None, size: int | None = None,
               quiet: bool = False) -> Path:
-    """Download one file into the library; Ctrl-C keeps the partial file for the next call."""
+    """Download one model into the library (every part of a split model; any part may be named)
+    and return its path (part 1's); Ctrl-C keeps the partial file for the next call."""
     from desktop.core.downloads import DownloadSpec, download
+    from desktop.core.gguf_split import display_name, parse_split_name, parts_present
     from desktop.core.library import repo_dir
 
     s = _settings()
+    split = parse_split_name(filename)
+    if split is not None:
+        filename = split.first
     spec = DownloadSpec(repo_id=repo, filename=filename, dest_dir=repo_dir(s.resolved_models_dir(), repo),
                         expected_size=size, expected_sha256=sha256)
     final = spec.dest_dir / filename
-    if final.is_file():
+    if final.is_file() and parts_present(final):
         return final
     cancel = threading.Event()
-    progress = _Progress(Path(filename).name, quiet)
+    progress = _Progress(display_name(Path(filename).name), quiet)
 
     def on_sigint(_sig: int, _frame: Any) -> None:
         cancel.set()
@@ -92,9 +97,18 @@ def _download(repo: str, filename: str, *, sha256: str | None = None, size: int 
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from desktop.core.library import list_local_models
+    from desktop.core.library import describe_forgotten, forget_unusable, scan_library
 
-    models = list_local_models(_settings())
+    s = _settings()
+    forgotten = forget_unusable(s)
+    if forgotten:
+        settings_mod.save(s)
+    scan = scan_library(s)
+    for item in forgotten:
+        print(f"based: {describe_forgotten(item)}", file=sys.stderr)
+    for skip in scan.skipped:
+        print(f"based: skipped {skip.path}: {skip.reason}", file=sys.stderr)
+    models = scan.models
     if args.json:
         print(json.dumps([m.to_dict() for m in models], indent=2))
         return 0
@@ -103,7 +117,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for m in models:
         where = {"library": "", "opened": " (opened)", "hf-cache": " (Hugging Face cache)"}[m.source]
-        print(f"{m.name:56} {m.quant or '?':8} {human_bytes(m.size):>10}{where}\n    {m.path}")
+        repo = f"  {m.repo}" if m.repo else ""
+        print(f"{m.label:56} {m.quant or '?':8} {human_bytes(m.size):>10}{where}{repo}\n    {m.path}")
     return 0
 
 
@@ -142,19 +157,25 @@ def cmd_files(args: argparse.Namespace) -> int:
 
     files = list_gguf_files(args.repo)
     if args.json:
-        print(json.dumps([f.__dict__ for f in files], indent=2, default=str))
+        print(json.dumps([{**f.__dict__, "label": f.label} for f in files], indent=2, default=str))
         return 0
     if not files:
         print(f"{args.repo} has no GGUF files.")
     for f in files:
-        print(f"{f.filename:64} {f.quant or '?':8} {human_bytes(f.size or 0):>10}")
+        size = human_bytes(f.size) if f.size is not None else "?"  # a split model: all parts
+        missing = f"  (incomplete: no part {', '.join(map(str, f.missing_parts))})" if f.missing_parts else ""
+        print(f"{f.label:64} {f.quant or '?':8} {size:>10}{missing}")
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    from desktop.core.gguf_split import model_bytes, model_parts
+
     path = _download(args.repo, args.file, quiet=args.json)
     if args.json:
-        print(json.dumps({"path": str(path), "size": path.stat().st_size}))
+        parts = model_parts(path)
+        print(json.dumps({"path": str(path), "size": model_bytes(path),
+                          "parts": [str(p) for p in parts] if len(parts) > 1 else []}))
     else:
         print(path)
     return 0
@@ -196,7 +217,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
     s = _settings()
     models = list_local_models(s)
-    matches = [m for m in models if args.model in (m.path, m.name)]
+    matches = [m for m in models if args.model in (m.path, m.name, m.label)]
     if not matches:
         raise BasedError(f"No model called '{args.model}' is in the library; `based models list` shows them.")
     if len(matches) > 1:
@@ -204,7 +225,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     m = matches[0]
     freed = remove_model(s, m.path)
     settings_mod.save(s)
-    print(describe_removal(m.name, freed))
+    print(describe_removal(m.label, freed))
     return 0
 
 
@@ -242,9 +263,11 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a list")
     p.set_defaults(func=cmd_files)
 
-    p = ms.add_parser("download", help="download one GGUF file (Ctrl-C, then the same command, resumes)")
+    p = ms.add_parser("download", help="download one GGUF model, every part of a split one (Ctrl-C, "
+                                        "then the same command, resumes)")
     p.add_argument("repo", help="repository id, as `based models search` shows")
-    p.add_argument("file", help="file name in the repository, as `based models files` shows")
+    p.add_argument("file", help="file name in the repository (part 1 of a split model), as "
+                                "`based models files` shows")
     p.add_argument("--json", action="store_true", help="print the saved path and size as JSON")
     p.set_defaults(func=cmd_download)
 

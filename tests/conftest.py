@@ -64,3 +64,22 @@ def tiny_llama_spm(tiny_dir: Path) -> Path:
         tiny_dir / "tiny-llama-spm.gguf", vocab="llama-spm", seed=4, name="Tiny Llama SPM",
         chat_template=None,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tiny_dir: Path) -> Path:
+    """A tiny model split by gguf's own writer into 3 parts of at most 8 tensors
+    (``Tiny-Split-F16-00001-of-00003.gguf`` ...); part 1's path. Same weights as ``tiny_unsplit``."""
+    return build_tiny_model(
+        tiny_dir / "split" / "Tiny-Split-F16.gguf", vocab="phi-3", seed=5, name="Tiny Split",
+        chat_template=None, split_max_tensors=8,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_unsplit(tiny_dir: Path) -> Path:
+    """``tiny_split``'s model in one file."""
+    return build_tiny_model(
+        tiny_dir / "Tiny-Split-F16.gguf", vocab="phi-3", seed=5, name="Tiny Split",
+        chat_template=None,
+    )

@@ -22,7 +22,11 @@ Knobs for tests (plain attributes, changeable while the server runs):
   Hub's ``X-Error-Code`` headers;
 - ``stall_after = N``: bodies stop at file offset N and hang until the hub closes;
 - ``drop_after = N`` with ``drops_left``: the connection is closed mid-body at file offset N;
-- ``corrupt = True``: bodies differ from the advertised sha256 (same size).
+- ``corrupt = True``: bodies differ from the advertised sha256 (same size); ``corrupt_blobs``: only
+  the files with these sha256s do.
+
+A split model is served like the real Hub serves one: each part is its own LFS file, often in a
+subfolder (:func:`split_repo_files` lays out a split tiny model that way).
 
     with FakeHub({"org/repo": {"model-Q4_K_M.gguf": data}}) as hub:
         os.environ["HF_ENDPOINT"] = hub.endpoint
@@ -110,6 +114,7 @@ class FakeHub:
         self.drop_after: int | None = None
         self.drops_left = 1
         self.corrupt = False
+        self.corrupt_blobs: set[str] = set()
         self._closing = threading.Event()
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
@@ -457,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_body(self, method: str, f: _File, headers: dict[str, str]) -> None:
         hub = self.hub
         data = f.data
-        if hub.corrupt and data:
+        if (hub.corrupt or f.sha256 in hub.corrupt_blobs) and data:
             mid = len(data) // 2
             data = data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :]
         size = len(data)
@@ -511,6 +516,17 @@ class _Handler(BaseHTTPRequestHandler):
         while not hub._closing.wait(0.05):
             pass
         self.close_connection = True
+
+
+def split_repo_files(first_part: Any, folder: str = "") -> dict[str, bytes]:
+    """Repo file name -> bytes for every part of the split model whose part 1 is ``first_part``
+    (a local path), under ``folder`` in the repo ("Q4_K_M" gives ``Q4_K_M/<name>-0000k-of-0000n.gguf``)."""
+    from pathlib import Path
+
+    from desktop.core.gguf_split import model_parts
+
+    prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+    return {prefix + p.name: p.read_bytes() for p in model_parts(Path(first_part))}
 
 
 def use_hub(monkeypatch: Any, tmp_path: Any, hub: FakeHub) -> None:

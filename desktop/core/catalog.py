@@ -23,8 +23,8 @@ class CatalogError(BasedError):
 @dataclass(frozen=True)
 class CatalogFile:
     quant: str
-    file: str
-    size: int  # bytes (exact when verified, an estimate otherwise)
+    file: str  # a split model: its part 1 ("...-00001-of-00003.gguf"); every part is downloaded
+    size: int  # bytes, all parts together (exact when verified, an estimate otherwise)
     verified: bool = False
 
 

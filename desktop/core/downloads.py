@@ -17,12 +17,15 @@ On disk, next to the final file:
 
 The sha256 (the LFS etag, or ``spec.expected_sha256``) is checked before the file gets its final
 name with ``os.replace``; a half-written or unverified file never has a ``.gguf`` name.
+
+A split model (``name-00001-of-00003.gguf``, any part named) is fetched whole, part after part,
+each part resumable and checked against its own sha256, with progress over the whole model
+(:mod:`desktop.core.download_split`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -31,8 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 from desktop.core import hub
 from desktop.core.download_io import (
@@ -42,9 +44,31 @@ from desktop.core.download_io import (
     _same_origin,
     _Sink,
 )
+from desktop.core.download_state import (
+    SIDECAR_VERSION,
+    PartialInfo,
+    _discard_file,
+    _partial_path,
+    _read_sidecar,
+    _sidecar_path,
+    _target,
+    _write_sidecar,
+    discard_partial,
+    partial_downloads,
+)
 from desktop.core.errors import DownloadCancelled, DownloadError
 from desktop.core.gguf_info import human_bytes
+from desktop.core.gguf_split import parse_split_name
 from desktop.core.paths import default_models_dir
+
+__all__ = [
+    "DownloadProgress",
+    "DownloadSpec",
+    "PartialInfo",
+    "discard_partial",
+    "download",
+    "partial_downloads",
+]
 
 CONNECT_TIMEOUT_S = 10.0
 METADATA_TIMEOUT_S = 10.0
@@ -52,9 +76,6 @@ STALL_LIMIT_S = 60.0  # no byte for this long: give up with a timeout sentence (
 MAX_RETRIES = 5  # dropped connections in a row without progress before giving up
 PROGRESS_INTERVAL_S = 0.1
 DISK_MARGIN = 64 << 20
-SIDECAR_VERSION = 1
-PARTIAL_SUFFIX = ".incomplete"
-SIDECAR_SUFFIX = ".incomplete.json"
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -63,7 +84,12 @@ _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 @dataclass(frozen=True)
 class DownloadSpec:
-    """One file to fetch. ``dest_dir / filename`` is where it ends up."""
+    """One file to fetch. ``dest_dir / filename`` is where it ends up.
+
+    For a split model ``filename`` names any of its parts and every part is fetched; then
+    ``expected_size`` is the whole model's size, ``part_sizes``/``part_sha256`` (from a listing,
+    in part order) are checked per part, and ``expected_sha256``, when given, is part 1's.
+    """
 
     repo_id: str
     filename: str
@@ -71,6 +97,8 @@ class DownloadSpec:
     dest_dir: Path = field(default_factory=default_models_dir)
     expected_size: int | None = None
     expected_sha256: str | None = None
+    part_sizes: tuple[int | None, ...] = ()
+    part_sha256: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,90 +108,6 @@ class DownloadProgress:
     speed_bps: float
     eta_s: float | None
     resumed_from: int
-
-
-@dataclass(frozen=True)
-class PartialInfo:
-    """A partial download that a later ``download()`` call continues."""
-
-    repo_id: str
-    filename: str
-    revision: str
-    done_bytes: int
-    total_bytes: int
-    sha256: str | None
-    path: Path  # the .incomplete file
-
-
-# ----- paths ----------------------------------------------------------------------------------
-
-
-def _target(dest_dir: Path, filename: str) -> Path:
-    rel = PurePosixPath(filename.replace("\\", "/"))
-    if not filename or rel.is_absolute() or any(p in ("", ".", "..") for p in rel.parts):
-        raise DownloadError(f"{filename!r} is not a file name Based can save: pick another file.")
-    return Path(dest_dir).joinpath(*rel.parts)
-
-
-def _partial_path(final: Path) -> Path:
-    return final.with_name(final.name + PARTIAL_SUFFIX)
-
-
-def _sidecar_path(final: Path) -> Path:
-    return final.with_name(final.name + SIDECAR_SUFFIX)
-
-
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("version") == SIDECAR_VERSION else None
-
-
-def _write_sidecar(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def partial_downloads(dest_dir: Path) -> list[PartialInfo]:
-    """Resumable partial downloads under ``dest_dir`` (searched recursively), by file name."""
-    out: list[PartialInfo] = []
-    root = Path(dest_dir)
-    if not root.is_dir():
-        return out
-    for side in sorted(root.rglob("*" + SIDECAR_SUFFIX)):
-        data = _read_sidecar(side)
-        if not data:
-            continue
-        part = side.with_name(side.name[: -len(".json")])
-        try:
-            if _target(root, str(data["filename"])) != side.with_name(side.name[: -len(SIDECAR_SUFFIX)]):
-                continue
-            done = part.stat().st_size if part.is_file() else 0
-        except (DownloadError, KeyError, OSError):
-            continue
-        out.append(
-            PartialInfo(
-                repo_id=str(data.get("repo_id", "")),
-                filename=str(data["filename"]),
-                revision=str(data.get("revision") or "main"),
-                done_bytes=done,
-                total_bytes=int(data.get("size") or 0),
-                sha256=data.get("sha256"),
-                path=part,
-            )
-        )
-    return out
-
-
-def discard_partial(dest_dir: Path, filename: str) -> None:
-    """Delete a partial download and its sidecar (nothing happens when there is none)."""
-    final = _target(Path(dest_dir), filename)
-    for p in (_partial_path(final), _sidecar_path(final)):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
 
 
 # ----- one download at a time per file --------------------------------------------------------
@@ -233,6 +177,11 @@ def _metadata(spec: DownloadSpec, headers: dict[str, str]) -> _Remote:
 # ----- progress -------------------------------------------------------------------------------
 
 
+class _CallbackFailed(Exception):
+    """``on_progress`` raised: carried past the reconnect loop (which would otherwise take it for a
+    network error) and re-raised as itself by :func:`download`."""
+
+
 class _Progress:
     def __init__(
         self, cb: Callable[[DownloadProgress], None] | None, total: int, resumed_from: int
@@ -257,7 +206,10 @@ class _Progress:
         speed = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
         remaining = max(self.total - done, 0)
         eta = remaining / speed if speed > 0 else (0.0 if remaining == 0 else None)
-        self.cb(DownloadProgress(done, self.total, speed, eta, self.resumed_from))
+        try:
+            self.cb(DownloadProgress(done, self.total, speed, eta, self.resumed_from))
+        except Exception as exc:
+            raise _CallbackFailed() from exc
 
 
 # ----- the download ---------------------------------------------------------------------------
@@ -289,9 +241,29 @@ def download(
     for different files.
     """
     cancel = cancel if cancel is not None else threading.Event()
-    final = _target(spec.dest_dir, spec.filename)
-    with _claim(final):
-        return _download(spec, final, on_progress, cancel)
+    split = parse_split_name(spec.filename)
+    try:
+        if split is not None:  # every part, part 1's path returned
+            from desktop.core.download_split import download_split
+
+            return download_split(spec, split, on_progress, cancel)
+        final = _target(spec.dest_dir, spec.filename)
+        with _claim(final):
+            return _download(spec, final, on_progress, cancel)
+    except _CallbackFailed as exc:
+        assert exc.__cause__ is not None
+        raise exc.__cause__ from None
+
+
+def _headers(spec: DownloadSpec, name: str) -> dict[str, str]:
+    """Auth and user agent from huggingface_hub (offline refused first)."""
+    hub.prepare_client(f"download {name}")
+    from huggingface_hub.utils import build_hf_headers
+
+    try:
+        return dict(build_hf_headers(library_name="based"))
+    except Exception as exc:
+        raise hub.explain_http_error(exc, spec.repo_id, spec.filename) from exc
 
 
 def _cancelled(name: str) -> DownloadCancelled:
@@ -305,18 +277,20 @@ def _download(
     final: Path,
     on_progress: Callable[[DownloadProgress], None] | None,
     cancel: threading.Event,
+    *,
+    prefetched: tuple[dict[str, str], _Remote] | None = None,
+    model_size: int | None = None,
 ) -> Path:
+    """One file. ``prefetched``: headers and metadata already asked for (a split model's parts);
+    ``model_size``: the whole split model's size, kept in the sidecar for progress after a restart."""
     name = final.name
     if cancel.is_set():
         raise _cancelled(name)
-    hub.prepare_client(f"download {name}")
-    from huggingface_hub.utils import build_hf_headers
-
-    try:
-        headers = dict(build_hf_headers(library_name="based"))
-    except Exception as exc:
-        raise hub.explain_http_error(exc, spec.repo_id, spec.filename) from exc
-    remote = _metadata(spec, headers)
+    if prefetched is None:
+        headers = _headers(spec, name)
+        remote = _metadata(spec, headers)
+    else:
+        headers, remote = prefetched
     expected_sha = (spec.expected_sha256 or "").lower() or None
     if expected_sha and remote.sha256 and expected_sha != remote.sha256:
         raise DownloadError(
@@ -350,6 +324,8 @@ def _download(
         "sha256": sha256,
         "git_sha1": git_sha1,
     }
+    if model_size:
+        state["model_size"] = model_size
     old = _read_sidecar(side) if part.exists() else None
     keys = ("repo_id", "filename", "etag", "size", "sha256", "git_sha1")
     offset = part.stat().st_size if part.is_file() else 0
@@ -390,7 +366,7 @@ def _download(
     else:
         ok = hashes.git is not None and hashes.git.hexdigest() == git_sha1
     if not ok:
-        discard_partial(spec.dest_dir, spec.filename)
+        _discard_file(final)  # this file only (a split model keeps its verified parts)
         raise DownloadError(
             f"{spec.filename} arrived damaged (its sha256 does not match Hugging Face's): it was "
             "deleted; download it again."
@@ -455,7 +431,7 @@ def _fetch(
                         raise _cancelled(name)
             if offset < size:  # the body ended early without an error from the library
                 raise ConnectionResetError("connection closed before the end of the body")
-        except (DownloadError, DownloadCancelled):
+        except (DownloadError, DownloadCancelled, _CallbackFailed):
             raise
         except Exception as exc:
             if cancel.is_set():

@@ -24,7 +24,7 @@ from desktop.core.history import (
     AnswerRecord,
     ComparisonRecord,
     HistoryError,
-    file_sha256,
+    model_sha256,
     now_iso,
 )
 from desktop.core.sampling import InvalidSetting, check
@@ -307,7 +307,7 @@ def _check_file(label: str, ref_sha: str, path: str) -> None:
             f"The {label} model file {Path(path).name} was not found; pass the path to the same "
             "file the comparison was made with."
         )
-    sha = file_sha256(path)
+    sha = model_sha256(path)
     if sha != ref_sha:
         raise ModelFileChanged(
             f"{Path(path).name} is not the file this comparison was made with (its SHA-256 "

@@ -112,7 +112,9 @@ def assess_fit(
 ) -> FitReport:
     """Plain-words verdict for loading a model of ``file_bytes`` with an ``n_ctx`` context.
 
-    ``also_loaded`` is memory the other model of the pair needs at the same time.
+    ``file_bytes`` is the whole model: every part of a split model (a catalog or hub listing's
+    size is already the total; for a file on disk use :func:`assess_model_fit`). ``also_loaded``
+    is memory the other model of the pair needs at the same time.
     """
     per_tok = kv_per_token if kv_per_token is not None else kv_bytes_per_token(params_b or file_bytes / 0.6e9)
     kv = per_tok * max(0, n_ctx)
@@ -135,3 +137,21 @@ def assess_fit(
         f"at {n_ctx} tokens) with {human_bytes(free_bytes)} of {where} free: it {words}."
     )
     return FitReport(verdict, need, free_bytes, file_bytes, kv, where, sentence)
+
+
+def assess_model_fit(
+    path: str | os.PathLike[str],
+    *,
+    n_ctx: int = 4096,
+    params_b: float = 0.0,
+    kv_per_token: int | None = None,
+    free_bytes: int | None = None,
+    gpu: bool = False,
+    also_loaded: int = 0,
+) -> FitReport:
+    """:func:`assess_fit` for a model on disk: its size is every file of the model, all parts of a
+    split model (``path`` is its part 1; :func:`desktop.core.gguf_split.model_bytes`)."""
+    from desktop.core.gguf_split import model_bytes
+
+    return assess_fit(model_bytes(path), n_ctx=n_ctx, params_b=params_b, kv_per_token=kv_per_token,
+                      free_bytes=free_bytes, gpu=gpu, also_loaded=also_loaded)

@@ -91,11 +91,16 @@ _KEEP_ARRAYS = {"tokenizer.ggml.tokens", "tokenizer.chat_templates"}
 
 class _Parsed:
     def __init__(
-        self, version: int, kv: dict[str, Any], tensors: list[tuple[str, int, int]]
+        self,
+        version: int,
+        kv: dict[str, Any],
+        tensors: list[tuple[str, int, int]],
+        types: dict[str, int] | None = None,
     ) -> None:
         self.version = version
         self.kv = kv
         self.tensors = tensors  # (name, n_elements, ggml type)
+        self.types = types or {}  # key -> GGUF value type
 
 
 class _Cursor:
@@ -157,9 +162,17 @@ class _Cursor:
 def validate_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     """Check everything llama.cpp would assert on, then read the file's metadata.
 
-    Raises :class:`GGUFError` with one sentence naming the file and the problem.
+    Raises :class:`GGUFError` with one sentence naming the file and the problem. Part 1 of a
+    split model (``name-00001-of-00003.gguf``) is read with all its parts and describes the whole
+    model; a later part opened alone, a missing or a mismatched part is refused
+    (:mod:`desktop.core.gguf_split`).
     """
-    return read_gguf(path)
+    info = read_gguf(path)
+    if info.split_count > 1:  # before any check that needs the model's keys: parts 2+ have none
+        from desktop.core.gguf_split import read_whole_model
+
+        return read_whole_model(info)
+    return info
 
 
 def _check_structure(path: str | os.PathLike[str]) -> _Parsed:
@@ -219,6 +232,7 @@ def _walk(mm: Any, size: int, name: str, gguf: Any) -> _Parsed:
             f"{name} is damaged: its header claims {n_tensors:,} tensors and {n_kv:,} metadata entries."
         )
     kv: dict[str, Any] = {"GGUF.version": version}
+    types: dict[str, int] = {}
     for _ in range(n_kv):
         key = c.string("metadata").decode("utf-8", "replace")
         vtype = c.unpack("I", "metadata")
@@ -226,6 +240,7 @@ def _walk(mm: Any, size: int, name: str, gguf: Any) -> _Parsed:
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         kv[key] = value
+        types[key] = vtype
     alignment = kv.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or isinstance(alignment, (bool, _ArrayLen)):
         alignment = DEFAULT_ALIGNMENT
@@ -271,7 +286,7 @@ def _walk(mm: Any, size: int, name: str, gguf: Any) -> _Parsed:
                 f"{name} is truncated: its tensor data needs {human_bytes(needed)} but the file has "
                 f"{human_bytes(size)}. Download it again."
             )
-    return _Parsed(version, kv, tinfo)
+    return _Parsed(version, kv, tinfo, types)
 
 
 def _str(kv: dict[str, Any], key: str) -> str:
@@ -340,6 +355,9 @@ def read_gguf(path: str | os.PathLike[str], *, _validated: bool = False) -> GGUF
         n_params = int(sum(n for _, n, _ in parsed.tensors))
     ctx = _int(kv, f"{arch}.context_length") if arch else None
     template = kv.get("tokenizer.chat_template")
+    from desktop.core.gguf_split import split_fields
+
+    split_no, split_count, split_tensors = split_fields(kv, parsed.types, p.name)
     return GGUFInfo(
         path=str(p),
         file_size=p.stat().st_size,
@@ -366,7 +384,17 @@ def read_gguf(path: str | os.PathLike[str], *, _validated: bool = False) -> GGUF
         vocab_only=len(parsed.tensors) == 0,
         basename=_str(kv, "general.basename"),
         finetune=_str(kv, "general.finetune"),
+        split_no=split_no,
+        split_count=split_count,
+        split_tensors_count=split_tensors,
     )
+
+
+def read_tensor_infos(path: str | os.PathLike[str]) -> list[tuple[str, int, int]]:
+    """One file's tensors as (name, element count, ggml type id), checked like :func:`read_gguf`.
+
+    Used to put the parts of a split model together (:mod:`desktop.core.gguf_split`)."""
+    return list(_check_structure(path).tensors)
 
 
 def read_vocab(path: str | os.PathLike[str]) -> list[str]:

@@ -65,6 +65,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest
 
 
+def model_sha256(path: str | os.PathLike[str]) -> str:
+    """:func:`file_sha256` of a model in one file; for a split model (part 1's path) the SHA-256 of
+    its parts' SHA-256s (hex, one per line, in order), so a changed part changes it."""
+    from desktop.core.gguf_split import model_parts
+
+    digests = [file_sha256(p) for p in model_parts(path)]
+    return digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
 # -- records -----------------------------------------------------------------------------------
 
 
@@ -82,10 +91,10 @@ class ModelRef:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], info: GGUFInfo | None = None) -> ModelRef:
-        from desktop.core.gguf_info import read_gguf
+        from desktop.core.gguf_info import validate_gguf
 
-        info = info or read_gguf(path)
-        return cls(info.name, str(path), file_sha256(path), info.file_size, info.file_type)
+        info = info or validate_gguf(path)  # the whole model (every part of a split one)
+        return cls(info.name, str(path), model_sha256(path), info.file_size, info.file_type)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from desktop.core.errors import DownloadError
-from desktop.core.gguf_info import quant_from_filename
+from desktop.core.gguf_split import display_name, group_model_files, model_quant
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 SITE = "https://huggingface.co"
@@ -43,7 +43,12 @@ class RepoHit:
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One GGUF file in a repo, as the Hub lists it."""
+    """One GGUF model in a repo, as the Hub lists it: one file, or a split model as one entry.
+
+    For a split model ``filename`` is part 1, ``size`` the total (None if a part's size is
+    unknown), ``sha256`` None, and ``part_files``/``part_sizes``/``part_sha256`` describe the parts
+    the repo holds, in order; ``missing_parts`` are the 1-based numbers of parts it lacks.
+    """
 
     repo_id: str
     filename: str
@@ -51,6 +56,16 @@ class RemoteFile:
     quant: str | None
     sha256: str | None
     revision: str | None  # the commit the listing came from
+    parts: int = 1
+    part_files: tuple[str, ...] = ()
+    part_sizes: tuple[int | None, ...] = ()
+    part_sha256: tuple[str | None, ...] = ()
+    missing_parts: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """``Q4_K_M/Model-Q4_K_M (3 parts)`` for a split model, else the file name."""
+        return display_name(self.filename)
 
 
 # ----- environment ----------------------------------------------------------------------------
@@ -159,14 +174,16 @@ def _lfs_sha256(lfs: Any) -> str | None:
 
 
 def list_gguf_files(repo_id: str, revision: str | None = None) -> list[RemoteFile]:
-    """The repo's ``.gguf`` files with size, quantization and LFS sha256, smallest first."""
+    """The repo's ``.gguf`` models with size, quantization and LFS sha256, smallest first; the
+    parts of a split model (also in subfolders) are one entry with their total size."""
     prepare_client("list the files of " + repo_id)
     api = _api()
     try:
         info = api.model_info(repo_id, revision=revision, files_metadata=True, timeout=API_TIMEOUT_S)
     except Exception as exc:
         raise explain_http_error(exc, repo_id) from exc
-    files = []
+    sizes: dict[str, int | None] = {}
+    shas: dict[str, str | None] = {}
     for s in info.siblings or []:
         name = s.rfilename
         if not name.lower().endswith(".gguf"):
@@ -175,14 +192,27 @@ def list_gguf_files(repo_id: str, revision: str | None = None) -> list[RemoteFil
         size = getattr(s, "size", None)
         if size is None and lfs is not None:
             size = getattr(lfs, "size", None)
+        sizes[name] = int(size) if size is not None else None
+        shas[name] = _lfs_sha256(lfs)
+    commit = getattr(info, "sha", None) or revision
+    files = []
+    for model in group_model_files(sizes):
+        part_sizes = tuple(sizes[f] for f in model.files)
+        known = [n for n in part_sizes if n is not None]
+        split = model.split_count > 1
         files.append(
             RemoteFile(
                 repo_id=repo_id,
-                filename=name,
-                size=int(size) if size is not None else None,
-                quant=quant_from_filename(name),
-                sha256=_lfs_sha256(lfs),
-                revision=getattr(info, "sha", None) or revision,
+                filename=model.name,
+                size=sum(known) if len(known) == len(part_sizes) else None,
+                quant=model_quant(model.name) or None,
+                sha256=None if split else shas[model.name],
+                revision=commit,
+                parts=model.split_count,
+                part_files=model.files if split else (),
+                part_sizes=part_sizes if split else (),
+                part_sha256=tuple(shas[f] for f in model.files) if split else (),
+                missing_parts=model.missing,
             )
         )
     files.sort(key=lambda f: (f.size if f.size is not None else -1, f.filename))

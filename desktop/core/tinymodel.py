@@ -68,11 +68,14 @@ def build_tiny_model(
     size_label: str | None = None,
     extra_kv: Mapping[str, Any] | None = None,
     weight_scale: float = 1.0,
+    split_max_tensors: int = 0,
 ) -> Path:
     """Write a tiny llama-architecture GGUF and return its path.
 
     ``chat_template``: leave unset to keep the vocab file's own template, ``None`` to write no
-    template (a base model), or a string to use instead.
+    template (a base model), or a string to use instead. ``split_max_tensors`` > 0 writes a split
+    model with gguf's own writer (at most that many tensors per part, named
+    ``<stem>-00001-of-0000N.gguf`` like llama.cpp's gguf-split) and returns part 1's path.
     """
     import gguf
 
@@ -91,7 +94,7 @@ def build_tiny_model(
         ftype
     ]
 
-    w = gguf.GGUFWriter(str(out), "llama")
+    w = gguf.GGUFWriter(str(out), "llama", split_max_tensors=split_max_tensors)
     w.add_name(name)
     if finetune:
         w.add_string("general.finetune", finetune)
@@ -153,11 +156,12 @@ def build_tiny_model(
     add("output_norm.weight", ones)
     add("output.weight", mat(n_vocab, n_embd, 3.0 * n_embd**-0.5))
 
+    parts = w.format_shard_names(out)  # [out] when nothing is split
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return out
+    return parts[0]
 
 
 def main(argv: list[str] | None = None) -> int:

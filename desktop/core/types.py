@@ -182,7 +182,7 @@ class GGUFInfo:
     """What a GGUF file says about itself, read without loading its weights."""
 
     path: str
-    file_size: int
+    file_size: int  # bytes on disk; all parts together once a split model was read whole
     version: int
     name: str  # general.name, else the file stem
     architecture: str
@@ -206,6 +206,16 @@ class GGUFInfo:
     vocab_only: bool = False  # no tensors: a tokenizer-only file
     basename: str = ""  # general.basename
     finetune: str = ""  # general.finetune ("Instruct", ...)
+    # split models (llama.cpp's gguf-split, ``name-00001-of-00003.gguf``); see gguf_split.py
+    split_no: int = 0  # split.no: this file's 0-based part number (0 for a whole file)
+    split_count: int = 1  # split.count: how many files the model is split into (1: not split)
+    split_tensors_count: int = 0  # split.tensors.count: tensors over all parts (0: not split)
+    parts: tuple[str, ...] = ()  # every part's path, in order, once the whole model was read
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file of the model: the parts of a split model, else just ``path``."""
+        return self.parts or (self.path,)
 
     @property
     def looks_instruct(self) -> bool:

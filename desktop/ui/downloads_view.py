@@ -1,6 +1,8 @@
-"""The downloads list: one row per file with a progress bar, bytes, speed, ETA, pause and cancel."""
+"""The downloads list: one row per model (every part of a split one) with a progress bar, bytes, speed, ETA, pause and cancel."""
 
 from __future__ import annotations
+
+import html
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.gguf_info import human_bytes
+from desktop.core.gguf_split import display_name
 from desktop.workers.download_worker import DownloadJob, DownloadUpdate
 
 
@@ -44,7 +47,8 @@ class DownloadRow(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         top = QHBoxLayout()
-        self.title = QLabel(f"<b>{job.filename}</b>  <span style='color:gray'>{job.repo}</span>")
+        name = html.escape(display_name(job.filename))  # a split model: "Model (3 parts)"
+        self.title = QLabel(f"<b>{name}</b>  <span style='color:gray'>{html.escape(job.repo)}</span>")
         top.addWidget(self.title, 1)
         self.pause = QPushButton("Pause")
         self.pause.setToolTip("Stop for now; the bytes already here are kept and resume continues from them")

@@ -89,13 +89,20 @@ class HubBrowser(QWidget):
     def show_files(self, files: tuple[object, ...]) -> None:
         self.status.setStyleSheet("")
         self.files.clear()
-        for f in files:
+        for f in files:  # desktop.core.hub.RemoteFile: a split model is one entry
             size = getattr(f, "size", None)
-            label = f"{getattr(f, 'filename', '')}   {getattr(f, 'quant', '') or '?'}   {human_bytes(size) if size else ''}"
-            item = QListWidgetItem(label)
+            name = getattr(f, "label", None) or getattr(f, "filename", "")
+            label = f"{name}   {getattr(f, 'quant', '') or '?'}   {human_bytes(size) if size else ''}"
+            missing = getattr(f, "missing_parts", ())
+            if missing:
+                label += f"   (incomplete: no part {', '.join(map(str, missing))})"
+            item = QListWidgetItem(label.rstrip())
             item.setData(Qt.ItemDataRole.UserRole, f)
+            parts = getattr(f, "part_files", ())
+            if parts:
+                item.setToolTip("\n".join(parts))
             self.files.addItem(item)
-        self.status.setText(f"{len(files)} GGUF files." if files else "This repository has no GGUF files.")
+        self.status.setText(f"{len(files)} GGUF models." if files else "This repository has no GGUF files.")
 
     @Slot(QListWidgetItem, QListWidgetItem)
     def _repo_selected(self, cur: QListWidgetItem | None, _prev: QListWidgetItem | None) -> None:

@@ -35,7 +35,8 @@ def window_state() -> QSettings:
 
 
 def scan_models(settings: Settings) -> list[tuple[str, str]]:
-    """(label, path) of the GGUF files Based knows about: directory listings only, no file reads."""
+    """(label, path) of the models Based knows about: directory listings, and each file's header
+    checked once (cached); a split model is one entry (its part 1)."""
     from desktop.core.library import list_local_models
 
     return [(m.label, m.path) for m in list_local_models(settings)]
@@ -199,6 +200,17 @@ class MainWindow(QMainWindow):
         self.choose("instruct", path)
 
     def choose(self, side: str, path: str) -> None:
+        """Pick a model for one side. A file that is not a model Based can load (not GGUF, damaged,
+        a later part of a split model, ...) is refused in the pane and never remembered: the
+        side keeps its model."""
+        from desktop.core.model_check import check
+
+        problem = check(path) if path else None
+        if problem:
+            self.refresh_models()  # the picker goes back to the side's model
+            pane = self.base_pane if side == "base" else self.instruct_pane
+            pane.show_error(problem)
+            return
         if side == "base":
             self.settings.base_model = path
         else:
@@ -218,7 +230,26 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def refresh_models(self) -> None:
-        """Scan the library once (directory listings) and update both pickers and the empty state."""
+        """Scan the library once and update both pickers and the empty state. Remembered files
+        that vanished or no longer validate are forgotten first (with a notice), and unloaded."""
+        from desktop.core.library import describe_forgotten, forget_unusable
+
+        chosen = {"base": self.settings.base_model, "instruct": self.settings.instruct_model}
+        forgotten = forget_unusable(self.settings)
+        if forgotten:
+            notes = []
+            for item in forgotten:
+                sides = [side for side, path in chosen.items() if path == item.path]
+                for side in sides:  # said where the user looks: in that side's pane
+                    if self.controller.paths.get(side) == item.path:
+                        self.controller.set_model(side, "")
+                    (self.base_pane if side == "base" else self.instruct_pane).show_error(item.reason)
+                if not sides:
+                    notes.append(describe_forgotten(item))
+            self.save_settings()
+            if notes:
+                self.notice.setText(" ".join([t for t in (self.notice.text(),) if t] + notes))
+                self.notice.show()
         self.model_entries = scan_models(self.settings)
         self.base_pane.set_models(self.model_entries, self.settings.base_model)
         self.instruct_pane.set_models(self.model_entries, self.settings.instruct_model)

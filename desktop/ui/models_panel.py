@@ -11,7 +11,6 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -27,25 +26,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import settings as settings_mod
 from desktop.core.catalog import CatalogError, CatalogPair, load_catalog
 from desktop.core.fit import Verdict, assess_fit
 from desktop.core.gguf_info import human_bytes
-from desktop.core.library import describe_removal, list_local_models, remove_model, repo_dir
+from desktop.core.gguf_split import model_bytes, parse_split_name, parts_present
+from desktop.core.hub import RemoteFile
+from desktop.core.library import repo_dir
 from desktop.core.settings import Settings
 from desktop.ui.downloads_view import DownloadsView
 from desktop.ui.hub_browser import HubBrowser
+from desktop.ui.library_view import VERDICT_COLOUR, LibraryBox
 from desktop.workers.download_worker import DownloadHost, DownloadJob, DownloadUpdate, HubAnswer
-
-VERDICT_COLOUR = {Verdict.FITS: "#15803d", Verdict.TIGHT: "#b45309", Verdict.TOO_BIG: "#b91c1c"}
-
-
-def _display_path(p: Path) -> str:
-    """A folder as people read it: the home folder shown as ~."""
-    try:
-        return "~/" + str(p.relative_to(Path.home()))
-    except ValueError:
-        return str(p)
 
 
 class ModelsPanel(QWidget):
@@ -90,7 +81,11 @@ class ModelsPanel(QWidget):
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
-        rl.addWidget(self._build_library(), 3)
+        self.library_box = LibraryBox(settings)
+        self.library = self.library_box.tree
+        self.library_box.changed.connect(self._library_changed)
+        self.library_box.pairChosen.connect(self.pairChosen)
+        rl.addWidget(self.library_box, 3)
         box = QGroupBox("Downloads")
         bl = QVBoxLayout(box)
         self.downloads = DownloadsView()
@@ -148,40 +143,6 @@ class ModelsPanel(QWidget):
         self.get_pair.clicked.connect(self._download_pair)
         self._update_fit_column()
         return w
-
-    def _build_library(self) -> QWidget:
-        box = QGroupBox("On this machine")
-        lay = QVBoxLayout(box)
-        self.library = QTreeWidget()
-        self.library.setHeaderLabels(["File", "Quant", "Size", "Where"])
-        self.library.setRootIsDecorated(False)
-        self.library.setToolTip("GGUF files in your models folder, opened by hand, or in the Hugging Face cache")
-        lay.addWidget(self.library, 1)
-        row = QHBoxLayout()
-        self.use_base = QPushButton("Use as base")
-        self.use_base.setToolTip("Pick the selected file as the base (left) model")
-        self.use_instruct = QPushButton("Use as instruct")
-        self.use_instruct.setToolTip("Pick the selected file as the instruct (right) model")
-        self.remove = QPushButton("Remove…")
-        self.remove.setToolTip("Delete the selected model from your library and free its disk space")
-        self.folder = QPushButton("Models folder…")
-        self.folder.setToolTip("Choose where downloaded models are kept")
-        for b in (self.use_base, self.use_instruct, self.remove):
-            b.setEnabled(False)
-            row.addWidget(b)
-        row.addStretch(1)
-        row.addWidget(self.folder)
-        lay.addLayout(row)
-        self.folder_label = QLabel("")
-        self.folder_label.setStyleSheet("color:gray")
-        self.folder_label.setWordWrap(True)
-        lay.addWidget(self.folder_label)
-        self.library.currentItemChanged.connect(self._library_selected)
-        self.use_base.clicked.connect(self._use_base)
-        self.use_instruct.clicked.connect(self._use_instruct)
-        self.remove.clicked.connect(self._remove)
-        self.folder.clicked.connect(self._choose_folder)
-        return box
 
     def _build_token_row(self) -> QWidget:
         w = QWidget()
@@ -295,9 +256,14 @@ class ModelsPanel(QWidget):
     # -- downloads -----------------------------------------------------------------------------
 
     def _enqueue(self, repo: str, filename: str, size: int | None, *, group: str = "",
-                 sha256: str | None = None, row_for: int | None = None) -> int:
+                 sha256: str | None = None, row_for: int | None = None,
+                 part_sizes: tuple[int | None, ...] = (), part_sha256: tuple[str | None, ...] = ()) -> int:
         dest = repo_dir(self.settings.resolved_models_dir(), repo)
-        job = DownloadJob(self.host.new_id(), repo, filename, str(dest), size, sha256, group)
+        split = parse_split_name(filename)
+        if split is not None:  # a split model is one job, named by its part 1
+            filename = split.first
+        job = DownloadJob(self.host.new_id(), repo, filename, str(dest), size, sha256, group,
+                          part_sizes, part_sha256)
         self.jobs[job.job_id] = job
         if row_for is not None and row_for in self.downloads.rows:
             self.downloads.rekey(row_for, job)
@@ -307,8 +273,8 @@ class ModelsPanel(QWidget):
             row.resumeRequested.connect(self._resume)
             row.cancelRequested.connect(self._cancel)
         existing = dest / filename
-        if existing.is_file():
-            size_now = existing.stat().st_size
+        if existing.is_file() and parts_present(existing):
+            size_now = model_bytes(existing)
             self._on_update(DownloadUpdate(job.job_id, "done", size_now, size_now, path=str(existing),
                                            message="Already in your library."))
             return job.job_id
@@ -317,8 +283,16 @@ class ModelsPanel(QWidget):
 
     @Slot(object)
     def _download_remote(self, remote: object) -> None:
-        self._enqueue(str(getattr(remote, "repo_id", "")), str(getattr(remote, "filename", "")),
-                      getattr(remote, "size", None), sha256=getattr(remote, "sha256", None))
+        if not isinstance(remote, RemoteFile):
+            return
+        if remote.missing_parts:
+            missing = ", ".join(str(n) for n in remote.missing_parts)
+            self.browser.show_error(
+                f"{remote.label} cannot be downloaded: the repository lacks part {missing} of "
+                f"{remote.parts}; pick another file.")
+            return
+        self._enqueue(remote.repo_id, remote.filename, remote.size, sha256=remote.sha256,
+                      part_sizes=remote.part_sizes, part_sha256=remote.part_sha256)
 
     @Slot(int)
     def _pause(self, job_id: int) -> None:
@@ -344,7 +318,8 @@ class ModelsPanel(QWidget):
         job = self.jobs.get(job_id)
         if job is None:
             return
-        new_id = self._enqueue(job.repo, job.filename, job.size, group=job.group, sha256=job.sha256, row_for=job_id)
+        new_id = self._enqueue(job.repo, job.filename, job.size, group=job.group, sha256=job.sha256, row_for=job_id,
+                               part_sizes=job.part_sizes, part_sha256=job.part_sha256)
         for ids in self.pair_jobs.values():
             for side, jid in ids.items():
                 if jid == job_id:
@@ -406,7 +381,8 @@ class ModelsPanel(QWidget):
     def _on_answer(self, a: HubAnswer) -> None:
         if a.kind == "probe" and a.query_id == self._probe_id:
             if a.items and a.items[0] and isinstance(a.items[1], int):
-                self.gpu_free = a.items[1]
+                self.gpu_free = self.library_box.gpu_free = a.items[1]
+                self.refresh_library()
                 self._update_fit_column()
                 self._update_fit()
             return
@@ -424,76 +400,15 @@ class ModelsPanel(QWidget):
     # -- library ---------------------------------------------------------------------------------
 
     def refresh_library(self) -> None:
-        self.library.clear()
-        where = {"library": "models folder", "opened": "opened by hand", "hf-cache": "Hugging Face cache"}
-        for m in list_local_models(self.settings):
-            item = QTreeWidgetItem([m.name, m.quant, human_bytes(m.size), where.get(m.source, m.source)])
-            item.setData(0, Qt.ItemDataRole.UserRole, m.path)
-            item.setToolTip(0, m.path)
-            self.library.addTopLevelItem(item)
-        for c in range(4):
-            self.library.resizeColumnToContents(c)
-        self.folder_label.setText(f"Models folder: {_display_path(self.settings.resolved_models_dir())}")
-        self._library_selected(self.library.currentItem(), None)
-
-    def selected_model(self) -> str:
-        item = self.library.currentItem()
-        return str(item.data(0, Qt.ItemDataRole.UserRole)) if item is not None else ""
-
-    @Slot(QTreeWidgetItem, QTreeWidgetItem)
-    def _library_selected(self, cur: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
-        for b in (self.use_base, self.use_instruct, self.remove):
-            b.setEnabled(cur is not None)
-
-    @Slot()
-    def _use_base(self) -> None:
-        path = self.selected_model()
-        if path:
-            self.pairChosen.emit(path, self.settings.instruct_model)
-
-    @Slot()
-    def _use_instruct(self) -> None:
-        path = self.selected_model()
-        if path:
-            self.pairChosen.emit(self.settings.base_model, path)
+        self.library_box.refresh()
 
     def remove_path(self, path: str) -> str:
-        freed = remove_model(self.settings, path)
-        self._save()
-        self.refresh_library()
+        """Remove a model (every part of a split one) and say what was freed."""
+        return self.library_box.remove_path(path)
+
+    @Slot()
+    def _library_changed(self) -> None:
         self.libraryChanged.emit()
-        return describe_removal(Path(path).name, freed)
-
-    @Slot()
-    def _remove(self) -> None:
-        path = self.selected_model()
-        if not path:
-            return
-        item = self.library.currentItem()
-        size = item.text(2) if item is not None else ""
-        answer = QMessageBox.question(self, "Remove model", f"Remove {Path(path).name} and free {size}?")
-        if answer != QMessageBox.StandardButton.Yes:
-            return
-        try:
-            message = self.remove_path(path)
-        except Exception as exc:  # a plain sentence, no traceback
-            message = str(exc)
-        self.folder_label.setText(message)
-
-    @Slot()
-    def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose the models folder", str(self.settings.resolved_models_dir()))
-        if folder:
-            self.settings.models_dir = folder
-            self._save()
-            self.refresh_library()
-            self.libraryChanged.emit()
-
-    def _save(self) -> None:
-        try:
-            settings_mod.save(self.settings)
-        except OSError:
-            pass
 
     def shutdown(self) -> None:
         self.host.shutdown()

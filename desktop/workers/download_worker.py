@@ -24,9 +24,11 @@ class DownloadJob:
     repo: str
     filename: str
     dest_dir: str
-    size: int | None = None
+    size: int | None = None  # a split model: all parts together
     sha256: str | None = None
     group: str = ""  # e.g. a catalog pair id: both files of a pair share it
+    part_sizes: tuple[int | None, ...] = ()  # a split model's parts, in order (from the listing)
+    part_sha256: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,14 @@ class DownloadWorker(QObject):
     @Slot(object)
     def run(self, job: DownloadJob) -> None:
         from desktop.core.downloads import DownloadProgress, DownloadSpec, discard_partial, download
+        from desktop.core.gguf_split import model_bytes
 
         with self._lock:
             cancel = self._cancels.setdefault(job.job_id, threading.Event())
         base = DownloadUpdate(job.job_id, "running", total_bytes=job.size or 0)
         spec = DownloadSpec(repo_id=job.repo, filename=job.filename, dest_dir=Path(job.dest_dir),
-                            expected_size=job.size, expected_sha256=job.sha256)
+                            expected_size=job.size, expected_sha256=job.sha256,
+                            part_sizes=job.part_sizes, part_sha256=job.part_sha256)
 
         def finish_cancel() -> None:
             with self._lock:
@@ -116,7 +120,7 @@ class DownloadWorker(QObject):
                                                 p.speed_bps, p.eta_s))
 
             path = download(spec, on_progress, cancel)
-            size = path.stat().st_size
+            size = model_bytes(path)  # every part of a split model
             self.update.emit(DownloadUpdate(job.job_id, "done", size, size, path=str(path),
                                             message="Downloaded and verified."))
         except DownloadCancelled:

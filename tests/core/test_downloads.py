@@ -304,6 +304,24 @@ def test_a_progress_callback_that_raises_stops_and_keeps_the_partial(
     assert path.read_bytes() == gguf_bytes
 
 
+def test_a_progress_callback_that_raises_mid_body_is_not_taken_for_a_network_error(
+    hub: FakeHub, gguf_bytes: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Stop(Exception):
+        pass
+
+    def on_progress(p: DownloadProgress) -> None:
+        if p.done_bytes > MIB:
+            raise Stop
+
+    monkeypatch.setattr(downloads, "PROGRESS_INTERVAL_S", 0.0)  # a report for every piece read
+    hub.stall_after = None
+    with pytest.raises(Stop):
+        download(spec(tmp_path), on_progress, threading.Event())
+    [part] = partial_downloads(tmp_path)
+    assert MIB < part.done_bytes < len(gguf_bytes)
+
+
 def test_a_changed_remote_file_starts_over(
     hub: FakeHub, gguf_bytes: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
