@@ -26,6 +26,8 @@ from desktop.core.types import TokenInfo
 
 SPECIAL_BG = "#f5c2e7"
 SPECIAL_FG = "#7a1f5c"
+TYPED_STYLE = "background:#fff7d6;color:#92400e;text-decoration:underline wavy #d97706"
+TYPED_TIP = "typed as text: looks like a control token, but the model reads it as plain text"
 CHIP_BGS = ("#dbeafe", "#dcfce7", "#fef3c7", "#fde2e4", "#e0e7ff")
 
 
@@ -57,6 +59,9 @@ def prompt_html(tokens: tuple[TokenInfo, ...] | list[TokenInfo], text: str) -> s
                 f"<span style='background:{SPECIAL_BG};color:{SPECIAL_FG};font-weight:bold'>"
                 f"{html.escape(t.piece)}</span>"
             )
+        elif t.typed:
+            parts.append(f"<span style='{TYPED_STYLE}' title='{TYPED_TIP}'>"
+                         f"{visible_whitespace(t.piece)}</span>")
         else:
             parts.append(visible_whitespace(t.piece))
     return "<div style='font-family:monospace'>" + "".join(parts) + "</div>"
@@ -68,6 +73,8 @@ def chips_html(tokens: tuple[TokenInfo, ...] | list[TokenInfo]) -> str:
     for i, t in enumerate(tokens):
         if t.special:
             style = f"background:{SPECIAL_BG};color:{SPECIAL_FG};font-weight:bold"
+        elif t.typed:
+            style = TYPED_STYLE
         else:
             style = f"background:{CHIP_BGS[i % len(CHIP_BGS)]};color:#111"
         piece = visible_whitespace(t.piece) if t.piece else "∅"
@@ -93,7 +100,8 @@ class _TokenBrowser(QTextBrowser):
             return ""
         t = self.tokens[i]
         kind = "special token" if t.special else "token"
-        return f"#{i + 1}: {kind} id {t.id} {t.piece!r}"
+        tip = f"#{i + 1}: {kind} id {t.id} {t.piece!r}"
+        return f"{tip} ({TYPED_TIP})" if t.typed else tip
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
         if obj is self.viewport() and event.type() == QEvent.Type.MouseMove:
@@ -183,6 +191,8 @@ class PromptInspector(QWidget):
         self.count_bar.setRange(0, n_ctx)
         self.count_bar.setValue(min(ins.token_count, n_ctx))
         bos = "BOS added by tokenizer" if ins.rendered.add_bos else "no BOS added by tokenizer"
+        if ins.rendered.add_eos:
+            bos += ", EOS added by tokenizer"
         self.count_bar.setFormat(f"{ins.token_count:,} / {ins.n_ctx:,} tokens ({bos})")
         if ins.warnings:
             self.warnings.setText("⚠ " + "\n⚠ ".join(ins.warnings))
