@@ -176,6 +176,21 @@ def _find(data: bytes, needle: bytes, start: int, end: int, literal: Sequence[Sp
         pos = m + 1
 
 
+def _present(data: bytes, specials: Sequence[SpecialToken]) -> list[SpecialToken]:
+    """The specials whose text occurs in ``data``, in order. A vocabulary can hold thousands
+    (Gemma's ``<unusedN>``), so first keep those whose first two bytes occur in ``data``."""
+    firsts = {s.text[:1] for s in specials}
+    pairs: set[bytes] = set()
+    for f in firsts:
+        i = data.find(f)
+        if i >= 0:
+            pairs.add(f)  # a one-byte special's whole text
+        while i >= 0:
+            pairs.add(data[i:i + 2])
+            i = data.find(f, i + 1)
+    return [s for s in specials if s.text[:2] in pairs and s.text in data]
+
+
 def partition(
     data: bytes,
     specials: Sequence[SpecialToken],
@@ -189,10 +204,8 @@ def partition(
     Control tokens match only when ``parse_special`` is true and never when the match overlaps a
     ``literal`` byte span; USER_DEFINED tokens match everywhere, as in llama.cpp."""
     frags: list[int | Span] = [(0, len(data))] if data else []
-    for sp in specials:
+    for sp in _present(data, specials) if data else ():
         if sp.control and not parse_special:
-            continue
-        if sp.text not in data:
             continue
         lit = literal if sp.control else ()
         out: list[int | Span] = []
@@ -225,48 +238,13 @@ def partition(
 # -- tokenization ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Piece:
-    id: int
-    start: int  # byte range in the prompt (approximate inside SentencePiece's added space)
-    end: int
-
-
-def _tokenize(
-    vocab: _Vocab,
-    text: str,
-    *,
-    add_bos: bool,
-    add_eos: bool,
-    literal_spans: Sequence[Span],
-    parse_special: bool,
-    with_offsets: bool,
-) -> tuple[list[_Piece], list[Span]]:
-    facts = vocab.facts
+def _fragments(
+    vocab: _Vocab, text: str, literal_spans: Sequence[Span], parse_special: bool
+) -> tuple[bytes, list[Span], list[int | Span]]:
     data = text.encode("utf-8")
     literal = byte_spans(text, literal_spans) if literal_spans else []
-    out: list[_Piece] = []
-    if add_bos and facts.add_bos and facts.bos_id is not None:
-        out.append(_Piece(facts.bos_id, 0, 0))
-    for frag in partition(data, facts.specials, literal=literal, parse_special=parse_special):
-        if isinstance(frag, int):
-            out.append(_Piece(frag, 0, 0))  # offsets filled below
-            continue
-        start, end = frag
-        ids = vocab.tokenize_bytes(data[start:end])
-        if not with_offsets:
-            out += [_Piece(t, 0, 0) for t in ids]
-            continue
-        lens = [len(vocab.piece_bytes(t, special=False)) for t in ids]
-        extra = max(0, sum(lens) - (end - start))  # SentencePiece's added space, at the front
-        pos = start - extra
-        for t, n in zip(ids, lens):
-            a, b = max(start, pos), min(end, pos + n)
-            out.append(_Piece(t, a, max(a, b)))
-            pos += n
-    if add_eos and facts.add_eos and facts.eos_id is not None:
-        out.append(_Piece(facts.eos_id, len(data), len(data)))
-    return out, literal
+    frags = partition(data, vocab.facts.specials, literal=literal, parse_special=parse_special)
+    return data, literal, frags
 
 
 def tokenize_prompt(
@@ -285,10 +263,19 @@ def tokenize_prompt(
     turn control-token texts into control tokens, except inside ``literal_spans`` (character
     spans of ``text``). With ``parse_special=False`` the whole text is text (USER_DEFINED tokens
     still match, as in llama.cpp). Never raises for any string."""
-    pieces, _ = _tokenize(vocab, text, add_bos=add_bos, add_eos=add_eos,
-                          literal_spans=literal_spans, parse_special=parse_special,
-                          with_offsets=False)
-    return [p.id for p in pieces]
+    facts = vocab.facts
+    data, _, frags = _fragments(vocab, text, literal_spans, parse_special)
+    out: list[int] = []
+    if add_bos and facts.add_bos and facts.bos_id is not None:
+        out.append(facts.bos_id)
+    for frag in frags:
+        if isinstance(frag, int):
+            out.append(frag)
+        else:
+            out += vocab.tokenize_bytes(data[frag[0]:frag[1]])
+    if add_eos and facts.add_eos and facts.eos_id is not None:
+        out.append(facts.eos_id)
+    return out
 
 
 def prompt_token_infos(
@@ -304,14 +291,30 @@ def prompt_token_infos(
     token, and whether it belongs to control-token text that was kept as text (``typed``: it
     overlaps a literal span, or ``parse_special`` is off and the text looks like a control
     token)."""
-    pieces, literal = _tokenize(vocab, text, add_bos=add_bos, add_eos=add_eos,
-                                literal_spans=literal_spans, parse_special=parse_special,
-                                with_offsets=True)
+    facts = vocab.facts
+    data, literal, frags = _fragments(vocab, text, literal_spans, parse_special)
     if not parse_special:
-        literal = byte_spans(text, vocab.facts.find_control_text(text))
+        literal = byte_spans(text, facts.find_control_text(text))
+    placed: list[tuple[int, int, int]] = []  # id, byte range in data (empty: not from the text)
+    if add_bos and facts.add_bos and facts.bos_id is not None:
+        placed.append((facts.bos_id, 0, 0))
+    for frag in frags:
+        if isinstance(frag, int):
+            placed.append((frag, 0, 0))
+            continue
+        start, end = frag
+        ids = vocab.tokenize_bytes(data[start:end])
+        lens = [len(vocab.piece_bytes(t, special=False)) for t in ids]
+        pos = start - max(0, sum(lens) - (end - start))  # SentencePiece's added space, in front
+        for t, n in zip(ids, lens):
+            a, b = max(start, pos), min(end, pos + n)
+            placed.append((t, a, max(a, b)))
+            pos += n
+    if add_eos and facts.add_eos and facts.eos_id is not None:
+        placed.append((facts.eos_id, len(data), len(data)))
     out: list[TokenInfo] = []
-    for p in pieces:
-        raw = vocab.piece_bytes(p.id)
-        typed = p.end > p.start and any(a < p.end and p.start < b for a, b in literal)
-        out.append(TokenInfo(p.id, display_piece(raw), vocab.is_special(p.id), raw, typed))
+    for tid, a, b in placed:
+        raw = vocab.piece_bytes(tid)
+        typed = b > a and any(x < b and a < y for x, y in literal)
+        out.append(TokenInfo(tid, display_piece(raw), vocab.is_special(tid), raw, typed))
     return out
