@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from itertools import groupby
 
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QFontDatabase
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.prompts import PromptInspection
+from desktop.core.tokenization import display_piece
 from desktop.core.types import TokenInfo
 
 SPECIAL_BG = "#f5c2e7"
@@ -49,21 +51,29 @@ def visible_whitespace(text: str) -> str:
 
 
 def prompt_html(tokens: tuple[TokenInfo, ...] | list[TokenInfo], text: str) -> str:
-    """The exact prompt string, special tokens highlighted, whitespace visible."""
+    """The exact prompt string, special tokens highlighted, control-looking text typed by people
+    marked, whitespace visible. Runs of text tokens are decoded together, so a character split
+    over several tokens (an emoji) reads as itself here and as bytes in the token chips."""
     if not tokens:
         return f"<div style='font-family:monospace'>{visible_whitespace(text)}</div>"
     parts = []
-    for t in tokens:
-        if t.special:
-            parts.append(
+    for (special, typed), run in groupby(tokens, key=lambda t: (t.special, t.typed)):
+        toks = list(run)
+        if special:
+            parts += [
                 f"<span style='background:{SPECIAL_BG};color:{SPECIAL_FG};font-weight:bold'>"
-                f"{html.escape(t.piece)}</span>"
-            )
-        elif t.typed:
-            parts.append(f"<span style='{TYPED_STYLE}' title='{TYPED_TIP}'>"
-                         f"{visible_whitespace(t.piece)}</span>")
+                f"{html.escape(t.piece)}</span>" for t in toks
+            ]
+            continue
+        if all(t.raw for t in toks):
+            shown = display_piece(b"".join(t.raw for t in toks))
         else:
-            parts.append(visible_whitespace(t.piece))
+            shown = "".join(t.piece for t in toks)
+        if typed:
+            parts.append(f"<span style='{TYPED_STYLE}' title='{TYPED_TIP}'>"
+                         f"{visible_whitespace(shown)}</span>")
+        else:
+            parts.append(visible_whitespace(shown))
     return "<div style='font-family:monospace'>" + "".join(parts) + "</div>"
 
 

@@ -224,3 +224,14 @@ def test_typed_control_tokens_are_text_and_raw_mode_has_a_switch(qtbot, make_win
     assert c.raw_controls.isHidden() and not c.raw_control_tokens()
     qtbot.waitUntil(lambda: base.inspection.rendered.mode == "qa", timeout=LONG)
     assert base_specials() == ["<s>"]
+
+
+def test_split_characters_read_as_text_in_the_prompt_and_as_bytes_in_the_chips(vocab_dir: Path) -> None:
+    from desktop.core.llama_vocab import tokenize_file
+    from desktop.ui.inspector import chips_html, prompt_html
+
+    toks = tokenize_file(vocab_dir / "ggml-vocab-llama-bpe.gguf", "a🦙b", False)
+    assert [t.piece for t in toks] == ["a", "<0xF0><0x9F>", "<0xA6>", "<0x99>", "b"]
+    assert "a🦙b" in prompt_html(toks, "a🦙b")
+    chips = chips_html(toks)
+    assert "&lt;0xF0&gt;&lt;0x9F&gt;" in chips and "&lt;0x99&gt;" in chips and "\ufffd" not in chips
