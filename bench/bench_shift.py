@@ -30,7 +30,7 @@ from bench.bench_engine import find_model, prompt_processing  # noqa: E402
 from desktop.core.engine import Engine  # noqa: E402
 from desktop.core.prompts import Conversation, render_instruct  # noqa: E402
 from desktop.core.shift import analyze_shift  # noqa: E402
-from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams  # noqa: E402
+from desktop.core.types import LoadOptions, SamplingParams  # noqa: E402
 
 USER = "Write a detailed, friendly guide to planting a small vegetable garden."
 FILLER = " The garden grows slowly, and every morning brings a little more green."
@@ -49,7 +49,7 @@ def main() -> int:
                                       n_gpu_layers=a.n_gpu_layers))
     rendered = render_instruct(engine.gguf, Conversation(USER), merge_system_if_refused=True)
     params = SamplingParams.deterministic(max_tokens=a.tokens, top_logprobs=5)
-    req = GenerationRequest(1, rendered.text, params, add_bos=rendered.add_bos)
+    req = rendered.request(1, params)
     answer = list(engine.generate(req).tokens)
     prefix = engine.prompt_ids(req)
     padded = 0

@@ -40,6 +40,8 @@ OPTION_OF = {
     "repeat_penalty": "--repeat-penalty", "seed": "--seed", "max_tokens": "--max-tokens",
     "n_ctx": "--n-ctx", "n_threads": "--threads", "n_gpu_layers": "--n-gpu-layers",
 }
+RAW_SWITCH_HELP = ("raw mode only: your text contains control tokens (chat markup written by hand) "
+                   "and they are sent as control tokens; by default all text is read as text")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,13 +65,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from desktop.core.gguf_info import human_bytes, info_to_dict, validate_gguf
 
     info = validate_gguf(args.model)
+    facts = _facts_or_none(info.path)
     if args.json:
-        _json_out(info_to_dict(info))
+        d = info_to_dict(info)
+        d["tokenizer_adds"] = None if facts is None else {
+            "bos": facts.add_bos, "eos": facts.add_eos, "space_prefix": facts.add_space_prefix,
+        }
+        _json_out(d)
         return 0
     kind = "tokenizer only (no weights)" if info.vocab_only else count(info.n_tensors, "tensor")
     size = human_bytes(info.file_size)
     if len(info.paths) > 1:  # a split model: the whole model, every part
         size += f" in {count(len(info.paths), 'part')}"
+    if facts is not None:
+        adds = (f"BOS {_yes(facts.add_bos)}, EOS {_yes(facts.add_eos)}, a space before text "
+                f"{_yes(facts.add_space_prefix)} (as llama.cpp reads this tokenizer)")
+    else:
+        stated = {True: "yes", False: "no", None: "not stated"}[info.add_bos]
+        adds = f"BOS: {stated} in the file (llama.cpp could not read this tokenizer)"
     rows = [
         ("Name", info.name),
         ("File", f"{Path(info.path).name} ({size}, GGUF v{info.version}, {kind})"),
@@ -78,9 +91,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         ("Quantization", info.file_type or "unknown"),
         ("Context length", f"{info.context_length:,}" if info.context_length else "not stated"),
         ("Tokenizer", f"{info.tokenizer_model or '?'}, {count(info.vocab_size, 'token')}"),
-        ("BOS", f"{info.bos_token!r} (id {info.bos_token_id}), added by tokenizer: {'yes' if info.add_bos else 'no'}"),
+        ("BOS", f"{info.bos_token!r} (id {info.bos_token_id})"),
         ("EOS", f"{info.eos_token!r} (id {info.eos_token_id})"),
         ("EOT", f"{info.eot_token!r} (id {info.eot_token_id})" if info.eot_token_id is not None else "none"),
+        ("Tokenizer adds", adds),
         ("License", info.license or "not stated"),
     ]
     if info.chat_template:
@@ -95,6 +109,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     _out("".join(f"{k.ljust(width)}  {v}\n" for k, v in rows))
     return 0
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _facts_or_none(path: str) -> Any:
+    """llama.cpp's tokenizer decisions for a model file, or None when it cannot read them."""
+    from desktop.core.llama_vocab import tokenizer_facts
+
+    try:
+        return tokenizer_facts(path)
+    except BasedError:
+        return None
 
 
 # -- prompt ------------------------------------------------------------------------------------
@@ -121,12 +149,23 @@ def _template_info(path: str, bos: str, eos: str) -> Any:
     )
 
 
+def _check_raw_switch(args: argparse.Namespace) -> None:
+    if getattr(args, "raw_control_tokens", False) and args.mode != "raw":
+        raise BasedError("--raw-control-tokens works only with --mode raw.")
+
+
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from desktop.core.engine import tokenize_file
     from desktop.core.gguf_info import validate_gguf
     from desktop.core.inputs import check_user_prompt
-    from desktop.core.prompts import BaseMode, inspect_prompt, render_base, render_instruct
+    from desktop.core.prompts import (
+        BaseMode,
+        file_tokenizer,
+        inspect_prompt,
+        render_base,
+        render_instruct,
+    )
 
+    _check_raw_switch(args)
     note = check_user_prompt(args.user, args.mode, system=args.system, instruct_side=False)
     if args.model:
         info = validate_gguf(args.model)
@@ -137,15 +176,15 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     conv = _conversation(args)
     if args.mode:
         twin = validate_gguf(args.twin) if args.twin else (info if info.chat_template else None)
-        rendered = render_base(BaseMode(args.mode), conv, base=info, twin=twin)
+        rendered = render_base(BaseMode(args.mode), conv, base=info, twin=twin,
+                               raw_control_tokens=args.raw_control_tokens)
     else:
         rendered = render_instruct(info, conv, merge_system_if_refused=args.merge_system)
     tokens = None
     n_ctx = info.context_length
     if args.tokens:
         ins = inspect_prompt(
-            rendered, lambda t, b: tokenize_file(args.model, t, b),
-            bos_token_id=info.bos_token_id, n_ctx=n_ctx,
+            rendered, file_tokenizer(args.model), bos_token_id=info.bos_token_id, n_ctx=n_ctx,
         )
         tokens = ins.tokens
         warnings = ins.warnings
@@ -159,13 +198,17 @@ def cmd_prompt(args: argparse.Namespace) -> int:
             "mode": rendered.mode,
             "stop": list(rendered.stop),
             "add_bos": rendered.add_bos,
+            "add_eos": rendered.add_eos,
+            "parse_special": rendered.parse_special,
+            "literal_spans": [list(sp) for sp in rendered.literal_spans],
             "template_source": rendered.template.source,
             "template_name": rendered.template.name,
             "warnings": list(warnings),
             "n_ctx": n_ctx,
         }
         if tokens is not None:
-            obj["tokens"] = [{"id": t.id, "piece": t.piece, "special": t.special} for t in tokens]
+            obj["tokens"] = [{"id": t.id, "piece": t.piece, "special": t.special,
+                              "typed_as_text": t.typed} for t in tokens]
             obj["token_count"] = len(tokens)
         _json_out(obj)
         return 0
@@ -175,10 +218,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
             print(f"warning: {w}", file=sys.stderr)
         return 0
     for t in tokens:
-        mark = "*" if t.special else " "
+        mark = "*" if t.special else "~" if t.typed else " "
         _out(f"{t.id:>8} {mark} {json.dumps(t.piece, ensure_ascii=False)}\n")
     ctx = f" of {n_ctx:,}" if n_ctx else ""
-    _out(f"{count(len(tokens), 'token')}{ctx} (* = special)\n")
+    typed = ", ~ = control-token text you typed, read as text" if any(t.typed for t in tokens) else ""
+    _out(f"{count(len(tokens), 'token')}{ctx} (* = special{typed})\n")
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     return 0
@@ -209,8 +253,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from desktop.core.gguf_info import validate_gguf
     from desktop.core.inputs import check_user_prompt
     from desktop.core.prompts import BaseMode, render_base, render_instruct
-    from desktop.core.types import GenerationRequest, StopReason
+    from desktop.core.types import StopReason
 
+    _check_raw_switch(args)
     # every value is checked before any work (files, loads)
     prompt_note = check_user_prompt(args.user, args.mode, system=args.system)
     params = _params(args)
@@ -219,7 +264,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     inst_info = validate_gguf(args.instruct)
     conv = _conversation(args)
     prompts = {
-        "base": render_base(BaseMode(args.mode), conv, base=base_info, twin=inst_info),
+        "base": render_base(BaseMode(args.mode), conv, base=base_info, twin=inst_info,
+                            raw_control_tokens=args.raw_control_tokens),
         "instruct": render_instruct(inst_info, conv, merge_system_if_refused=True),
     }
     paths = {"base": args.base, "instruct": args.instruct}
@@ -249,7 +295,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     for n in notes:
                         _out(f"[note] {n}\n")
                 p = replace(params, stop=rendered.stop)
-                req = GenerationRequest(1, rendered.text, p, add_bos=rendered.add_bos)
+                req = rendered.request(1, p)
                 parts: list[str] = []
                 for tok in engine.stream(req, cancel):
                     parts.append(tok.text)
@@ -370,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON: prompt, stop strings, BOS, warnings")
     p.add_argument("--bos-token", default=None, help="bos_token for a bare --template")
     p.add_argument("--eos-token", default=None, help="eos_token for a bare --template")
+    p.add_argument("--raw-control-tokens", action="store_true", help=RAW_SWITCH_HELP)
     p.add_argument("--merge-system", action="store_true",
                    help="if the template refuses a system prompt, put it into the user message")
     p.set_defaults(func=cmd_prompt)
@@ -384,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "from nothing)")
     c.add_argument("--system", default=None, help="system prompt (optional)")
     c.add_argument("--mode", choices=MODES, default="urial", help="base-model prompt mode (default: urial)")
+    c.add_argument("--raw-control-tokens", action="store_true", help=RAW_SWITCH_HELP)
     c.add_argument("--json", action="store_true", help="print both answers and their stats as JSON")
     _add_sampling(c)
     c.set_defaults(func=cmd_compare)

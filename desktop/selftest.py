@@ -88,7 +88,7 @@ def check_model() -> dict[str, object]:
     """Steps 1-3: load, render the chat template, tokenize, generate greedily."""
     from desktop.core import engine as engine_mod
     from desktop.core.prompts import Conversation, render_instruct
-    from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams
+    from desktop.core.types import LoadOptions, SamplingParams
 
     step = "load model"
     try:
@@ -101,7 +101,7 @@ def check_model() -> dict[str, object]:
                 if not eng.gguf.chat_template:
                     raise RuntimeError(f"{path.name} has no chat template")
                 rendered = render_instruct(eng.gguf, Conversation(PROMPT))
-                tokens = eng.tokenize(rendered.text, rendered.add_bos)
+                tokens = eng.tokenize(rendered.text, **rendered.token_args())
                 if not any(t.special for t in tokens):
                     raise RuntimeError("the template's special tokens were not parsed as special")
                 if PROMPT not in eng.detokenize([t.id for t in tokens]):
@@ -111,7 +111,7 @@ def check_model() -> dict[str, object]:
                 params = SamplingParams.deterministic(
                     max_tokens=GEN_TOKENS, top_logprobs=0, stop=rendered.stop
                 )
-                req = GenerationRequest(1, rendered.text, params, add_bos=rendered.add_bos)
+                req = rendered.request(1, params)
                 result = eng.generate(req, threading.Event())
                 stats = result.stats
                 if stats.error:

@@ -36,12 +36,19 @@ from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's
     gpu_backend_available,
     release_compute_threads,
     tokenize_file,
+    tokenizer_facts,
 )
 from desktop.core.sampling import (
     context_rounding_note,
     fit_context,
     validate_load,
     validate_sampling,
+)
+from desktop.core.tokenization import (
+    TokenizerFacts,
+    display_piece,
+    prompt_token_infos,
+    tokenize_prompt,
 )
 from desktop.core.types import (
     GenerationRequest,
@@ -227,11 +234,38 @@ class Engine:
     def n_ctx(self) -> int:
         return self.info.n_ctx
 
-    def tokenize_ids(self, text: str, add_bos: bool) -> list[int]:
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+    @property
+    def facts(self) -> TokenizerFacts:
+        """llama.cpp's decisions about this model's tokenizer (add BOS/EOS, control tokens)."""
+        return self.vocab.facts
 
-    def tokenize(self, text: str, add_bos: bool) -> list[TokenInfo]:
-        return self.vocab.token_infos(self.tokenize_ids(text, add_bos))
+    def tokenize_ids(
+        self,
+        text: str,
+        add_bos: bool,
+        *,
+        add_eos: bool = False,
+        literal_spans: Sequence[tuple[int, int]] = (),
+        parse_special: bool = False,
+    ) -> list[int]:
+        """Token ids of ``text`` (:func:`desktop.core.tokenization.tokenize_prompt`): by default
+        all of it is text; ``parse_special=True`` turns control-token texts outside
+        ``literal_spans`` into control tokens."""
+        return tokenize_prompt(self.vocab, text, add_bos=add_bos, add_eos=add_eos,
+                               literal_spans=literal_spans, parse_special=parse_special)
+
+    def tokenize(
+        self,
+        text: str,
+        add_bos: bool,
+        *,
+        add_eos: bool = False,
+        literal_spans: Sequence[tuple[int, int]] = (),
+        parse_special: bool = False,
+    ) -> list[TokenInfo]:
+        """:meth:`tokenize_ids` with display pieces and "typed as text" marks."""
+        return prompt_token_infos(self.vocab, text, add_bos=add_bos, add_eos=add_eos,
+                                  literal_spans=literal_spans, parse_special=parse_special)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return b"".join(self.vocab.piece_bytes(int(t)) for t in ids).decode("utf-8", "replace")
@@ -313,7 +347,10 @@ class Engine:
     # -- generation ----------------------------------------------------------------------------
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        return self.tokenize_ids(request.prompt, request.add_bos)
+        """The ids the model reads for ``request`` (its control tokens and literal spans)."""
+        return self.tokenize_ids(request.prompt, request.add_bos, add_eos=request.add_eos,
+                                 literal_spans=request.literal_spans,
+                                 parse_special=request.parse_special)
 
     def stream(
         self, request: GenerationRequest, cancel: threading.Event | None = None
@@ -390,7 +427,7 @@ class Engine:
                         hold = _stop_hold(new, stops)
                         if hold:
                             visible, pending = new[:-hold], new[-hold:]
-                yield StreamToken(index, tok, raw.decode("utf-8", "replace"), visible, logprob, top)
+                yield StreamToken(index, tok, display_piece(raw), visible, logprob, top)
                 if stopped:
                     reason = StopReason.STOP_STRING
                     break

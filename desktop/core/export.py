@@ -34,7 +34,7 @@ from desktop.core.words import count
 if TYPE_CHECKING:
     from desktop.core.prompts import Conversation
     from desktop.core.shift import ShiftResult
-    from desktop.core.types import LoadOptions
+    from desktop.core.types import GenerationRequest, LoadOptions
 
 FORMAT_VERSION = 1
 
@@ -108,6 +108,11 @@ def _shift_shares(shift: dict[str, Any] | None) -> str:
     return text
 
 
+def _mode_words(r: ComparisonRecord) -> str:
+    extra = ", control tokens in the text sent as control tokens" if r.raw_control_tokens else ""
+    return f"{r.base_mode} mode{extra}"
+
+
 def to_markdown(record: ComparisonRecord) -> str:
     r = record
     lines = [
@@ -119,7 +124,7 @@ def to_markdown(record: ComparisonRecord) -> str:
         f"| File | {_md_cell(r.base.file)} | {_md_cell(r.instruct.file)} |",
         f"| SHA-256 | `{r.base.sha256}` | `{r.instruct.sha256}` |",
         f"| Quantization | {_md_cell(r.base.quant or '?')} | {_md_cell(r.instruct.quant or '?')} |",
-        f"| Prompt | {_md_cell(r.base_mode)} mode | chat template |",
+        f"| Prompt | {_md_cell(_mode_words(r))} | chat template |",
         "",
         "## Settings",
         "",
@@ -255,7 +260,7 @@ def to_html(record: ComparisonRecord, shift: ShiftResult | None = None) -> str:
     rows = [("Model", r.base.name, r.instruct.name), ("File", r.base.file, r.instruct.file),
             ("SHA-256", r.base.sha256, r.instruct.sha256),
             ("Quantization", r.base.quant or "?", r.instruct.quant or "?"),
-            ("Prompt", f"{r.base_mode} mode", "chat template")]
+            ("Prompt", _mode_words(r), "chat template")]
     table = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td><td>{esc(c)}</td></tr>"
                     for a, b, c in rows)
     settings = ", ".join(f"{esc(k)}={esc(v)}" for k, v in sorted(r.params.items()))
@@ -319,13 +324,12 @@ def _check_file(label: str, ref_sha: str, path: str) -> None:
 def _run_pair(
     base_path: str,
     instruct_path: str,
-    prompts: dict[str, tuple[str, bool, SamplingParams]],
+    requests: dict[str, GenerationRequest],
     opts: LoadOptions,
     cancel: threading.Event,
 ) -> dict[str, GenerationResult]:
     """Generate both sides (base first), loading each file once; same file twice loads once."""
     from desktop.core.engine import Engine
-    from desktop.core.types import GenerationRequest
 
     out: dict[str, GenerationResult] = {}
     same = os.path.abspath(base_path) == os.path.abspath(instruct_path)
@@ -336,8 +340,7 @@ def _run_pair(
                 if engine is not None:
                     engine.close()
                 engine = Engine(path, opts)
-            text, add_bos, params = prompts[side]
-            out[side] = engine.generate(GenerationRequest(1, text, params, add_bos=add_bos), cancel)
+            out[side] = engine.generate(requests[side], cancel)
     finally:
         if engine is not None:
             engine.close()
@@ -353,29 +356,32 @@ def run_comparison(
     params: SamplingParams | None = None,
     load: LoadOptions | None = None,
     cancel: threading.Event | None = None,
+    raw_control_tokens: bool = False,
 ) -> ComparisonRecord:
-    """Run one comparison headless (as the window does) and return its record."""
+    """Run one comparison headless (as the window does) and return its record.
+    ``raw_control_tokens``: raw mode's "my text contains control tokens" switch."""
     from desktop.core.gguf_info import validate_gguf
     from desktop.core.history import ModelRef, make_record
     from desktop.core.prompts import BaseMode, render_base, render_instruct
     from desktop.core.types import LoadOptions
 
     binfo, iinfo = validate_gguf(base_path), validate_gguf(instruct_path)
-    bprompt = render_base(BaseMode(base_mode), conv, base=binfo, twin=iinfo)
+    bprompt = render_base(BaseMode(base_mode), conv, base=binfo, twin=iinfo,
+                          raw_control_tokens=raw_control_tokens)
     iprompt = render_instruct(iinfo, conv, merge_system_if_refused=True)
     params = params or SamplingParams()
     load = load or LoadOptions(n_ctx=2048, seed=params.seed)
     res = _run_pair(
         str(base_path), str(instruct_path),
-        {"base": (bprompt.text, bprompt.add_bos, replace(params, stop=bprompt.stop)),
-         "instruct": (iprompt.text, iprompt.add_bos, replace(params, stop=iprompt.stop))},
+        {"base": bprompt.request(1, replace(params, stop=bprompt.stop)),
+         "instruct": iprompt.request(1, replace(params, stop=iprompt.stop))},
         load, cancel or threading.Event(),
     )
     return make_record(
         base=ModelRef.from_path(base_path, binfo), instruct=ModelRef.from_path(instruct_path, iinfo),
         user=conv.user, system=conv.system, base_mode=BaseMode(base_mode).value,
         base_prompt=bprompt, instruct_prompt=iprompt, params=params, base_result=res["base"],
-        instruct_result=res["instruct"], load=load,
+        instruct_result=res["instruct"], load=load, raw_control_tokens=raw_control_tokens,
     )
 
 
@@ -413,12 +419,13 @@ def rerun(
     _check_file("instruct", record.instruct.sha256, ip)
     res = _run_pair(
         bp, ip,
-        {"base": (record.base_prompt, record.base_answer.add_bos, sampling["base"]),
-         "instruct": (record.instruct_prompt, record.instruct_answer.add_bos, sampling["instruct"])},
+        {"base": _recorded_request(record.base_prompt, record.base_answer, sampling["base"]),
+         "instruct": _recorded_request(record.instruct_prompt, record.instruct_answer,
+                                       sampling["instruct"])},
         opts, cancel or threading.Event(),
     )
     answers = {
-        side: AnswerRecord(r.text, r.tokens, r.stats.to_dict(), old.add_bos, old.stop)
+        side: replace(old, text=r.text, tokens=r.tokens, stats=r.stats.to_dict())
         for side, r, old in (("base", res["base"], record.base_answer),
                              ("instruct", res["instruct"], record.instruct_answer))
     }
@@ -431,6 +438,13 @@ def rerun(
         instruct_answer=answers["instruct"],
         shift=None,
     )
+
+
+def _recorded_request(prompt: str, answer: AnswerRecord, params: SamplingParams) -> GenerationRequest:
+    """The request a recorded answer ran with: its prompt tokenized exactly as then."""
+    from desktop.core.types import GenerationRequest
+
+    return GenerationRequest(1, prompt, params, **answer.token_args())
 
 
 def same_outputs(a: ComparisonRecord, b: ComparisonRecord) -> bool:

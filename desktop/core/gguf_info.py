@@ -343,9 +343,9 @@ def read_gguf(path: str | os.PathLike[str], *, _validated: bool = False) -> GGUF
     eos = _int(kv, "tokenizer.ggml.eos_token_id")
     eot = _int(kv, "tokenizer.ggml.eot_token_id")
     tok_model = _str(kv, "tokenizer.ggml.model")
-    add_bos = kv.get("tokenizer.ggml.add_bos_token")
+    add_bos = kv.get("tokenizer.ggml.add_bos_token")  # as stated; llama.cpp decides when absent
     if not isinstance(add_bos, bool):
-        add_bos = tok_model == "llama"  # llama.cpp's default: SPM adds BOS, BPE does not
+        add_bos = None
     named: dict[str, str] = {}
     for key, value in kv.items():
         if key.startswith("tokenizer.chat_template.") and isinstance(value, str):
@@ -376,7 +376,7 @@ def read_gguf(path: str | os.PathLike[str], *, _validated: bool = False) -> GGUF
         eos_token=tok(eos),
         eot_token_id=eot,
         eot_token=tok(eot),
-        add_bos=bool(add_bos),
+        add_bos=add_bos,
         chat_template=template if isinstance(template, str) and template.strip() else None,
         named_templates=named,
         license=_str(kv, "general.license"),

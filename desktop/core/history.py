@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from desktop.core.prompts import RenderedPrompt
     from desktop.core.types import GGUFInfo, LoadOptions
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: per-answer add_eos, literal_spans, parse_special; raw_control_tokens
 
 
 class HistoryError(BasedError):
@@ -99,11 +99,23 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class AnswerRecord:
+    """One side's answer and how its prompt was tokenized (see ``RenderedPrompt``). Records
+    written before version 2 carry no tokenization fields: they ran with every control-token text
+    parsed and BOS/EOS added together, which is how :func:`_answer_from` reads them back."""
+
     text: str
     tokens: tuple[StreamToken, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
     add_bos: bool = True
     stop: tuple[str, ...] = ()
+    add_eos: bool = False
+    literal_spans: tuple[tuple[int, int], ...] = ()
+    parse_special: bool = False
+
+    def token_args(self) -> dict[str, Any]:
+        """Keyword arguments for ``Engine.tokenize_ids`` / ``tokenize_prompt``."""
+        return {"add_bos": self.add_bos, "add_eos": self.add_eos,
+                "literal_spans": self.literal_spans, "parse_special": self.parse_special}
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,7 @@ class ComparisonRecord:
     load: dict[str, Any] = field(default_factory=dict)  # n_ctx, n_threads, n_gpu_layers
     shift: dict[str, Any] | None = None  # ShiftResult.to_json_dict() when the view was computed
     app_version: str = ""
+    raw_control_tokens: bool = False  # raw mode's "my text contains control tokens" switch
 
     def sampling(self, side: str) -> SamplingParams:
         """The SamplingParams one side ran with."""
@@ -145,6 +158,7 @@ class ComparisonRecord:
                 "base_mode": self.base_mode,
                 "base": self.base_prompt,
                 "instruct": self.instruct_prompt,
+                "raw_control_tokens": self.raw_control_tokens,
             },
             "params": _jsonable(self.params),
             "seed": self.seed,
@@ -176,6 +190,7 @@ class ComparisonRecord:
                 load=dict(d.get("load") or {}),
                 shift=d.get("shift"),
                 app_version=str(d.get("app_version", "")),
+                raw_control_tokens=bool(p.get("raw_control_tokens", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise HistoryError(
@@ -229,14 +244,22 @@ def token_from(d: Mapping[str, Any]) -> StreamToken:
 
 
 def _answer_dict(a: AnswerRecord) -> dict[str, Any]:
-    return {"text": a.text, "add_bos": a.add_bos, "stop": list(a.stop),
-            "stats": _jsonable(a.stats), "tokens": [token_dict(t) for t in a.tokens]}
+    return {"text": a.text, "add_bos": a.add_bos, "add_eos": a.add_eos,
+            "parse_special": a.parse_special, "literal_spans": [list(sp) for sp in a.literal_spans],
+            "stop": list(a.stop), "stats": _jsonable(a.stats),
+            "tokens": [token_dict(t) for t in a.tokens]}
 
 
 def _answer_from(d: Mapping[str, Any]) -> AnswerRecord:
+    add_bos = bool(d.get("add_bos", True))
+    old = "parse_special" not in d  # version 1: everything parsed, llama.cpp's add_special
+    spans = tuple((int(a), int(b)) for a, b in d.get("literal_spans", ()))
     return AnswerRecord(
         str(d["text"]), tuple(token_from(t) for t in d.get("tokens", ())), dict(d.get("stats", {})),
-        bool(d.get("add_bos", True)), tuple(str(s) for s in d.get("stop", ())),
+        add_bos, tuple(str(s) for s in d.get("stop", ())),
+        add_eos=bool(d.get("add_eos", add_bos if old else False)),
+        literal_spans=spans,
+        parse_special=True if old else bool(d["parse_special"]),
     )
 
 
@@ -259,6 +282,7 @@ def make_record(
     load: LoadOptions | Mapping[str, Any] | None = None,
     shift: Mapping[str, Any] | None = None,
     created: str | None = None,
+    raw_control_tokens: bool = False,
 ) -> ComparisonRecord:
     """A record of one comparison from what the engines returned (``params`` without stop;
     each side's stop strings come from its rendered prompt, as the comparison ran them)."""
@@ -276,14 +300,17 @@ def make_record(
         created=created or now_iso(), base=base, instruct=instruct, user=user, system=system,
         base_mode=base_mode, base_prompt=base_prompt.text, instruct_prompt=instruct_prompt.text,
         params=pdict, seed=int(params.seed),
-        base_answer=AnswerRecord(base_result.text, base_result.tokens,
-                                 base_result.stats.to_dict(), base_prompt.add_bos,
-                                 tuple(base_prompt.stop)),
-        instruct_answer=AnswerRecord(instruct_result.text, instruct_result.tokens,
-                                     instruct_result.stats.to_dict(), instruct_prompt.add_bos,
-                                     tuple(instruct_prompt.stop)),
+        base_answer=_answer_record(base_result, base_prompt),
+        instruct_answer=_answer_record(instruct_result, instruct_prompt),
         load=ldict, shift=dict(shift) if shift is not None else None, app_version=__version__,
+        raw_control_tokens=raw_control_tokens,
     )
+
+
+def _answer_record(result: GenerationResult, prompt: RenderedPrompt) -> AnswerRecord:
+    return AnswerRecord(result.text, result.tokens, result.stats.to_dict(), prompt.add_bos,
+                        tuple(prompt.stop), prompt.add_eos, tuple(prompt.literal_spans),
+                        prompt.parse_special)
 
 
 # -- the store ---------------------------------------------------------------------------------

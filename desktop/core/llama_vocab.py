@@ -16,6 +16,12 @@ from typing import Any
 import numpy as np
 
 from desktop.core.errors import ModelLoadError
+from desktop.core.tokenization import (
+    TokenizerFacts,
+    display_piece,
+    facts_from_vocab,
+    prompt_token_infos,
+)
 from desktop.core.types import TokenInfo, TopAlt
 
 MAX_TOP_K = 10
@@ -201,12 +207,13 @@ def _backend_name() -> str:
 
 
 class _Vocab:
-    """Token -> bytes / special lookups over a loaded llama model's vocabulary."""
+    """Token -> bytes / special lookups and tokenization over a loaded llama model's vocabulary."""
 
     def __init__(self, vocab_ptr: Any, n_vocab: int) -> None:
         self._ptr = vocab_ptr
         self.n_vocab = n_vocab
         self._cache: dict[tuple[int, bool], bytes] = {}
+        self._facts: TokenizerFacts | None = None
 
     def piece_bytes(self, token: int, special: bool = True) -> bytes:
         key = (token, special)
@@ -227,7 +234,14 @@ class _Vocab:
         return out
 
     def piece(self, token: int) -> str:
-        return self.piece_bytes(token).decode("utf-8", "replace")
+        """The token for people (``display_piece``: bytes of an incomplete character as <0xNN>)."""
+        return display_piece(self.piece_bytes(token))
+
+    def text(self, token: int) -> bytes:
+        """The token's text as stored in the vocabulary (what llama.cpp matches special tokens by)."""
+        if token < 0 or token >= self.n_vocab:
+            return b""
+        return bytes(_llama().llama_vocab_get_text(self._ptr, token) or b"")
 
     def is_special(self, token: int) -> bool:
         lib = _llama()
@@ -240,8 +254,33 @@ class _Vocab:
     def is_eog(self, token: int) -> bool:
         return bool(_llama().llama_vocab_is_eog(self._ptr, token))
 
+    @property
+    def facts(self) -> TokenizerFacts:
+        """llama.cpp's decisions for this vocabulary (add BOS/EOS, space prefix, special tokens)."""
+        if self._facts is None:
+            self._facts = facts_from_vocab(self)
+        return self._facts
+
+    def tokenize_bytes(self, data: bytes, parse_special: bool = False) -> list[int]:
+        """``llama_tokenize`` on one fragment, adding no BOS/EOS. Use
+        :func:`desktop.core.tokenization.tokenize_prompt` for a prompt."""
+        if not data:
+            return []
+        lib = _llama()
+        n_max = len(data) + 8
+        while True:
+            buf = (lib.llama_token * n_max)()
+            n = int(lib.llama_tokenize(self._ptr, data, len(data), buf, n_max, False, parse_special))
+            if n >= 0:
+                return list(buf[:n])
+            n_max = -n
+
     def token_infos(self, ids: Sequence[int]) -> list[TokenInfo]:
-        return [TokenInfo(int(t), self.piece(int(t)), self.is_special(int(t))) for t in ids]
+        out = []
+        for t in ids:
+            raw = self.piece_bytes(int(t))
+            out.append(TokenInfo(int(t), display_piece(raw), self.is_special(int(t)), raw))
+        return out
 
 
 def _log_softmax(row: np.ndarray) -> tuple[np.ndarray, float]:
@@ -314,9 +353,26 @@ def _vocab_model(path: str) -> tuple[Any, _Vocab]:
 _TOKENIZE_LOCK = threading.Lock()
 
 
-def tokenize_file(path: str | os.PathLike[str], text: str, add_bos: bool) -> list[TokenInfo]:
-    """Tokenize with a model file's own tokenizer, loading only its vocabulary (cached)."""
-    llm, vocab = _vocab_model(str(path))
+def tokenizer_facts(path: str | os.PathLike[str]) -> TokenizerFacts:
+    """llama.cpp's decisions about a model file's tokenizer (vocab-only load, cached):
+    add BOS/EOS, space prefix, control tokens. Raises GGUFError / ModelLoadError."""
+    _, vocab = _vocab_model(str(path))
     with _TOKENIZE_LOCK:
-        ids = list(llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
-        return vocab.token_infos(ids)
+        return vocab.facts
+
+
+def tokenize_file(
+    path: str | os.PathLike[str],
+    text: str,
+    add_bos: bool,
+    *,
+    add_eos: bool = False,
+    literal_spans: Sequence[tuple[int, int]] = (),
+    parse_special: bool = False,
+) -> list[TokenInfo]:
+    """Tokenize with a model file's own tokenizer, loading only its vocabulary (cached).
+    The arguments are those of :func:`desktop.core.tokenization.tokenize_prompt`."""
+    _, vocab = _vocab_model(str(path))
+    with _TOKENIZE_LOCK:
+        return prompt_token_infos(vocab, text, add_bos=add_bos, add_eos=add_eos,
+                                  literal_spans=literal_spans, parse_special=parse_special)

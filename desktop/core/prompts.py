@@ -3,23 +3,35 @@
 The instruct side renders the model's own chat template (or a named built-in default, with a
 visible warning). The base side turns the same message into a prompt in one of four modes, each
 with the stop strings a base model needs because it does not stop by itself.
+
+Text from people and files never becomes control tokens. Before a chat template runs, every
+control-token text inside a message (``<|im_end|>`` typed by someone) is swapped for a private-use
+sentinel character; after rendering, the sentinels are swapped back and their places recorded as
+``RenderedPrompt.literal_spans``, so the prompt string is byte-identical to rendering the real
+messages while the tokenizer (:mod:`desktop.core.tokenization`) knows which control-token texts
+the template wrote. The base modes write no control tokens at all: their prompt is all text
+(``parse_special=False``), except raw mode with its explicit switch for hand-written markup.
+Whether BOS and EOS are added comes from llama.cpp's own vocabulary (``TokenizerFacts``).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from desktop.core import urial
-from desktop.core.errors import SystemPromptUnsupported, TemplateError, TemplateRefused
+from desktop.core.errors import BasedError, SystemPromptUnsupported, TemplateError, TemplateRefused
 from desktop.core.templates import (
     BUILTIN_NAMES,
     BUILTIN_TEMPLATES,
     render_template,
 )
-from desktop.core.types import GGUFInfo, TokenInfo
+from desktop.core.tokenization import Span, SpecialToken, TokenizerFacts
+from desktop.core.types import GenerationRequest, GGUFInfo, SamplingParams, TokenInfo
 from desktop.core.words import count
 
 # End-of-turn markers that show up in chat templates; a base model prompted with a chat template
@@ -108,12 +120,43 @@ class TemplateSpec:
 
 @dataclass(frozen=True)
 class RenderedPrompt:
+    """A prompt string and how to tokenize it.
+
+    ``parse_special``: control-token texts in ``text`` are control tokens (what a chat template
+    or raw mode's switch wrote), except inside ``literal_spans``: character spans of text that
+    looks like a control token but came from a person or a file, read as text. With
+    ``parse_special=False`` the whole prompt is text and ``literal_spans`` only marks the
+    control-looking parts for people. ``add_bos`` / ``add_eos``: the tokenizer puts BOS / EOS
+    around the prompt (llama.cpp's vocabulary decides; False when the template wrote it)."""
+
     text: str
     stop: tuple[str, ...]
-    add_bos: bool  # whether the tokenizer should prepend BOS
+    add_bos: bool  # whether the tokenizer prepends BOS
     template: TemplateSpec
     warnings: tuple[str, ...] = ()
     mode: str = "chat"  # "chat" for the instruct side, else a BaseMode value
+    literal_spans: tuple[Span, ...] = ()
+    parse_special: bool = False
+    add_eos: bool = False
+
+    def token_args(self) -> dict[str, Any]:
+        """Keyword arguments for ``tokenize_prompt`` / ``tokenize_file`` / ``Engine.tokenize``."""
+        return {"add_bos": self.add_bos, "add_eos": self.add_eos,
+                "literal_spans": self.literal_spans, "parse_special": self.parse_special}
+
+    def request(self, request_id: int, params: SamplingParams) -> GenerationRequest:
+        """A generation request for this prompt (``params`` as given, stop strings included)."""
+        return GenerationRequest(request_id, self.text, params, add_bos=self.add_bos,
+                                 add_eos=self.add_eos, literal_spans=self.literal_spans,
+                                 parse_special=self.parse_special)
+
+    @property
+    def typed_controls(self) -> tuple[str, ...]:
+        """The distinct control-token texts inside ``literal_spans``, in order of appearance."""
+        seen: dict[str, None] = {}
+        for a, b in self.literal_spans:
+            seen.setdefault(self.text[a:b], None)
+        return tuple(seen)
 
 
 @dataclass(frozen=True)
@@ -149,24 +192,118 @@ def _stops_for_template(source: str, info: GGUFInfo) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def _starts_with_bos(text: str, bos: str) -> bool:
-    return bool(bos) and text.startswith(bos)
+def tokenizer_facts_for(info: GGUFInfo) -> TokenizerFacts:
+    """llama.cpp's decisions about the tokenizer of the file behind ``info`` (vocab-only load,
+    cached). When there is no tokenizer to ask (a bare template file) or llama.cpp cannot read
+    it, a stand-in from the file's metadata (``source == "file"``): the usual chat markers and
+    the file's BOS/EOS/EOT count as control tokens."""
+    if info.vocab_size and info.path and os.path.isfile(info.path):
+        try:
+            from desktop.core.llama_vocab import tokenizer_facts
+
+            return tokenizer_facts(info.path)
+        except BasedError:
+            pass
+    texts = {m for m in _TURN_MARKERS}
+    texts |= {t for t in (info.bos_token, info.eos_token, info.eot_token) if t}
+    specials = tuple(
+        SpecialToken(-1, t.encode("utf-8"), True) for t in sorted(texts, key=lambda t: (-len(t), t))
+    )
+    return TokenizerFacts(
+        add_bos=bool(info.add_bos), add_eos=False, add_space_prefix=False,
+        bos_id=info.bos_token_id, eos_id=info.eos_token_id, bos_text=info.bos_token,
+        eos_text=info.eos_token, specials=specials, source="file",
+    )
+
+
+def _in_spans(a: int, b: int, spans: Sequence[Span]) -> bool:
+    return any(x < b and a < y for x, y in spans)
+
+
+def _special_ends(
+    text: str, facts: TokenizerFacts, spans: Sequence[Span], parse_special: bool
+) -> tuple[bool, bool]:
+    """Whether the prompt starts with a real BOS and ends with a real EOS control token."""
+    if not parse_special:
+        return False, False
+    bos, eos = facts.bos_text, facts.eos_text
+    starts = bool(bos) and text.startswith(bos) and not _in_spans(0, len(bos), spans)
+    ends = bool(eos) and text.endswith(eos) and not _in_spans(len(text) - len(eos), len(text), spans)
+    return starts, ends
+
+
+_SENTINEL_BASE = 0xF0000  # Supplementary Private Use Area-A
+
+
+def _render_protected(
+    source: str, messages: list[dict[str, Any]], kw: Mapping[str, Any], facts: TokenizerFacts
+) -> tuple[str, tuple[Span, ...]]:
+    """Render ``messages`` with control-token texts in their contents kept apart as literal spans.
+
+    Returns the rendered text, identical to rendering the messages as they are, and the character
+    spans of the control-token texts that came from the messages."""
+    contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
+    present = [t for t in facts.control_texts if any(t in c for c in contents)]
+    if not present:
+        return render_template(source, messages, **kw), ()
+    taken = set(source).union(*contents, *present)
+    sentinels: list[str] = []
+    cp = _SENTINEL_BASE
+    while len(sentinels) < len(present):
+        if chr(cp) not in taken:
+            sentinels.append(chr(cp))
+        cp += 1
+    to_sentinel = dict(zip(present, sentinels))
+    back = {v: k for k, v in to_sentinel.items()}
+    rx = re.compile("|".join(re.escape(t) for t in present))  # longest first
+    protected = [
+        {**m, "content": rx.sub(lambda mm: to_sentinel[mm.group()], m["content"])}
+        if isinstance(m.get("content"), str) else m
+        for m in messages
+    ]
+    rendered = render_template(source, protected, **kw)
+    parts: list[str] = []
+    spans: list[Span] = []
+    pos = n = 0
+    for mm in re.finditer("[" + "".join(re.escape(c) for c in back) + "]", rendered):
+        chunk = rendered[pos:mm.start()]
+        parts.append(chunk)
+        n += len(chunk)
+        original = back[mm.group()]
+        parts.append(original)
+        spans.append((n, n + len(original)))
+        n += len(original)
+        pos = mm.end()
+    parts.append(rendered[pos:])
+    text = "".join(parts)
+    if text != render_template(source, messages, **kw):
+        raise TemplateError(
+            f"This chat template changes your text in a way that Based cannot tell apart from its "
+            f"own markup, so it would read your {present[0]} as a control token; remove it from "
+            "your message or use another template."
+        )
+    return text, tuple(spans)
 
 
 def _render_chat(
-    source: str, info: GGUFInfo, conv: Conversation, *, merge_system_if_refused: bool
-) -> tuple[str, list[str]]:
+    source: str,
+    info: GGUFInfo,
+    conv: Conversation,
+    facts: TokenizerFacts,
+    *,
+    merge_system_if_refused: bool,
+) -> tuple[str, tuple[Span, ...], list[str]]:
     """Render, turning a template's refusal of system messages into words."""
     warnings: list[str] = []
     kw = dict(bos_token=info.bos_token, eos_token=info.eos_token, add_generation_prompt=True)
     has_system = bool(conv.system and conv.system.strip())
     try:
-        text = render_template(source, conv.messages(), **kw)  # type: ignore[arg-type]
+        text, spans = _render_protected(source, conv.messages(), kw, facts)
     except TemplateRefused as exc:
         if not has_system:
             raise
         try:
-            render_template(source, conv.messages(include_system=False), **kw)  # type: ignore[arg-type]
+            _render_protected(source, conv.messages(include_system=False), kw, facts)
         except TemplateError:
             raise exc from None
         if not merge_system_if_refused:
@@ -175,15 +312,30 @@ def _render_chat(
                 "prompt or merge it into your message."
             ) from None
         merged = Conversation(f"{conv.system}\n\n{conv.user}", None, conv.history)
-        text = render_template(source, merged.messages(), **kw)  # type: ignore[arg-type]
+        text, spans = _render_protected(source, merged.messages(), kw, facts)
         warnings.append(
             "This model's chat template does not accept a system prompt, so Based put it at the "
             "start of your message."
         )
-        return text, warnings
+        return text, spans, warnings
     if has_system and conv.system and conv.system.strip() not in text:
         warnings.append("This model's chat template left out your system prompt.")
-    return text, warnings
+    return text, spans, warnings
+
+
+def _typed_warning(text: str, spans: Sequence[Span], *, raw: bool) -> list[str]:
+    typed: dict[str, None] = {}
+    for a, b in spans:
+        typed.setdefault(text[a:b], None)
+    if not typed:
+        return []
+    names = ", ".join(list(typed)[:3]) + (", …" if len(typed) > 3 else "")
+    words = (f"Your text contains {names}, which looks like a control token; the model reads it "
+             "as plain text")
+    if raw:
+        return [words + '. Turn on "My text contains control tokens" (--raw-control-tokens on '
+                "the command line) to send it as a control token."]
+    return [words + ", so it cannot end your turn or start another."]
 
 
 def resolve_template(info: GGUFInfo, *, name: str | None = None) -> TemplateSpec:
@@ -204,8 +356,14 @@ def render_instruct(
     merge_system_if_refused: bool = False,
     template_name: str | None = None,
     template_override: str | None = None,
+    vocab: TokenizerFacts | None = None,
 ) -> RenderedPrompt:
-    """The instruct model's prompt: its chat template applied to the conversation."""
+    """The instruct model's prompt: its chat template applied to the conversation.
+
+    ``vocab``: llama.cpp's facts about the model's tokenizer (default: read from ``info.path``
+    with :func:`tokenizer_facts_for`). The template's markup is parsed for control tokens;
+    control-token texts in the messages are literal spans (read as text). Raises TemplateError
+    (and subclasses) in words."""
     if template_override is not None:
         spec = TemplateSpec(template_override, "model", "a template you supplied")
     else:
@@ -217,10 +375,14 @@ def render_instruct(
             "template. Its answers may be off if the model was trained on another format."
         )
     assert spec.text is not None
-    text, more = _render_chat(spec.text, info, conv, merge_system_if_refused=merge_system_if_refused)
-    warnings += more
-    add_bos = info.add_bos and not _starts_with_bos(text, info.bos_token)
-    return RenderedPrompt(text, (), add_bos, spec, tuple(warnings), "chat")
+    facts = vocab if vocab is not None else tokenizer_facts_for(info)
+    text, spans, more = _render_chat(
+        spec.text, info, conv, facts, merge_system_if_refused=merge_system_if_refused
+    )
+    warnings += more + _typed_warning(text, spans, raw=False)
+    has_bos, has_eos = _special_ends(text, facts, spans, True)
+    return RenderedPrompt(text, (), facts.add_bos and not has_bos, spec, tuple(warnings), "chat",
+                          spans, True, facts.add_eos and not has_eos)
 
 
 def render_base(
@@ -229,9 +391,20 @@ def render_base(
     *,
     base: GGUFInfo,
     twin: GGUFInfo | None = None,
+    raw_control_tokens: bool = False,
+    vocab: TokenizerFacts | None = None,
 ) -> RenderedPrompt:
-    """The base model's prompt for ``conv`` in one of the four modes."""
+    """The base model's prompt for ``conv`` in one of the four modes.
+
+    The raw, Q&A and URIAL prompts are all text: control-token texts in them are read as text,
+    unless ``raw_control_tokens`` is set in raw mode (for people who write chat markup by hand;
+    ignored in the other modes). Twin-template mode parses what the twin's template writes, as
+    :func:`render_instruct` does. ``vocab``: llama.cpp's facts about the *base* model's tokenizer
+    (default: read from ``base.path``)."""
     mode = BaseMode(mode)
+    facts = vocab if vocab is not None else tokenizer_facts_for(base)
+    parse = False
+    spans: tuple[Span, ...] = ()
     system = conv.system.strip() if conv.system and conv.system.strip() else None
     warnings: list[str] = []
     if mode is BaseMode.RAW:
@@ -241,6 +414,7 @@ def render_base(
             text = f"{turns}\n\n{text}"
         spec = TemplateSpec(None, "none", "your text as typed")
         stops: tuple[str, ...] = ()
+        parse = raw_control_tokens
     elif mode is BaseMode.QA:
         lines = [system, ""] if system else []
         for m in conv.history:
@@ -267,24 +441,48 @@ def render_base(
                 f"The instruct twin's file has no chat template, so Based used {tmpl.name}."
             )
         assert tmpl.text is not None
-        text, more = _render_chat(tmpl.text, source_info, conv, merge_system_if_refused=True)
-        warnings += more
+        text, spans, more = _render_chat(
+            tmpl.text, source_info, conv, facts, merge_system_if_refused=True
+        )
+        warnings += more + _typed_warning(text, spans, raw=False)
         src = "twin" if twin is not None and tmpl.source == "model" else tmpl.source
         spec = TemplateSpec(tmpl.text, src, f"{source_info.name}'s chat template")
         stops = _stops_for_template(tmpl.text, source_info)
-    add_bos = base.add_bos and not _starts_with_bos(text, base.bos_token)
-    return RenderedPrompt(text, stops, add_bos, spec, tuple(warnings), mode.value)
+        parse = True
+    if mode is not BaseMode.TWIN:
+        found = facts.find_control_text(text)
+        if parse and found:
+            names = list(dict.fromkeys(text[a:b] for a, b in found))
+            warnings.append(f"Your text's {', '.join(names[:3])} {'is' if len(names) == 1 else 'are'} "
+                            "sent as control tokens, as you asked.")
+        spans = () if parse else found
+        warnings += _typed_warning(text, spans, raw=mode is BaseMode.RAW)
+    has_bos, has_eos = _special_ends(text, facts, spans, parse)
+    return RenderedPrompt(text, stops, facts.add_bos and not has_bos, spec, tuple(warnings),
+                          mode.value, spans, parse, facts.add_eos and not has_eos)
+
+
+def file_tokenizer(path: str | os.PathLike[str]) -> Callable[[RenderedPrompt], list[TokenInfo]]:
+    """A ``tokenize`` for :func:`inspect_prompt` that reads only the vocabulary of ``path``."""
+    from desktop.core.llama_vocab import tokenize_file
+
+    def tokenize(rendered: RenderedPrompt) -> list[TokenInfo]:
+        return tokenize_file(path, rendered.text, **rendered.token_args())
+
+    return tokenize
 
 
 def inspect_prompt(
     rendered: RenderedPrompt,
-    tokenize: Callable[[str, bool], Sequence[TokenInfo]],
+    tokenize: Callable[[RenderedPrompt], Sequence[TokenInfo]],
     *,
     bos_token_id: int | None,
     n_ctx: int,
 ) -> PromptInspection:
-    """Tokenize a rendered prompt as the model will see it, and check BOS and length."""
-    tokens = tuple(tokenize(rendered.text, rendered.add_bos))
+    """Tokenize a rendered prompt as the model will see it (``tokenize``: e.g.
+    :func:`file_tokenizer` or an engine's ``lambda r: engine.tokenize(r.text, **r.token_args())``)
+    and check BOS and length."""
+    tokens = tuple(tokenize(rendered))
     warnings = list(rendered.warnings)
     if bos_token_id is not None and len(tokens) >= 2:
         if tokens[0].id == bos_token_id and tokens[1].id == bos_token_id:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from desktop.core.errors import BasedError
 from desktop.core.types import (
-    GenerationRequest,
     GenerationResult,
     LoadOptions,
     SamplingParams,
@@ -24,6 +23,7 @@ from desktop.core.types import (
 if TYPE_CHECKING:
     from desktop.core.engine import Engine
     from desktop.core.prompts import BaseMode, Conversation, RenderedPrompt
+    from desktop.core.tokenization import TokenizerFacts
     from desktop.core.types import GGUFInfo
 
 from desktop.core.shift import (
@@ -45,18 +45,23 @@ def shift_prompt(
     base_info: GGUFInfo,
     instruct_info: GGUFInfo,
     mode: BaseMode | str = "urial",
+    raw_control_tokens: bool = False,
+    vocab: TokenizerFacts | None = None,
 ) -> RenderedPrompt:
     """The prompt the base model sees before the instruct answer.
 
     ``"chat"``: the instruct model's own chat-formatted prompt (the paper's setting);
-    ``"base-mode"``: the base model's prompt in ``mode``.
+    ``"base-mode"``: the base model's prompt in ``mode`` (``raw_control_tokens``: raw mode's
+    switch). ``vocab``: llama.cpp's facts about the tokenizer that reads the prompt (default:
+    read from the file).
     """
     from desktop.core.prompts import BaseMode, render_base, render_instruct
 
     _check_source(prompt_source)
     if prompt_source == "chat":
-        return render_instruct(instruct_info, conv, merge_system_if_refused=True)
-    return render_base(BaseMode(mode), conv, base=base_info, twin=instruct_info)
+        return render_instruct(instruct_info, conv, merge_system_if_refused=True, vocab=vocab)
+    return render_base(BaseMode(mode), conv, base=base_info, twin=instruct_info,
+                       raw_control_tokens=raw_control_tokens, vocab=vocab)
 
 
 def _check_source(prompt_source: str) -> None:
@@ -131,6 +136,7 @@ def run_shift(
     top_k: int = 5,
     cancel: threading.Event | None = None,
     on_token: Callable[[StreamToken], None] | None = None,
+    raw_control_tokens: bool = False,
 ) -> ShiftRun:
     """Generate the instruct answer greedily and classify it under the base model.
 
@@ -171,6 +177,7 @@ def run_shift(
         run = shift_with_engines(
             base_engine, inst_engine, conv, prompt_source=prompt_source, mode=mode,
             max_tokens=max_tokens, top_k=top_k, cancel=cancel, on_token=on_token, vocab=vocab,
+            raw_control_tokens=raw_control_tokens,
         )
         notes = tuple(dict.fromkeys(e.info.note for e in opened if e.info.note))
     finally:
@@ -202,6 +209,7 @@ def shift_with_engines(
     on_token: Callable[[StreamToken], None] | None = None,
     vocab: VocabCheck | None = None,
     score_partial: bool = True,
+    raw_control_tokens: bool = False,
 ) -> ShiftRun:
     """:func:`run_shift` on two loaded engines (owned by the calling thread).
 
@@ -215,21 +223,23 @@ def shift_with_engines(
     if vocab is None:
         vocab = require_compatible(base.path, instruct.path)
     mode = BaseMode(mode)
-    inst_prompt = shift_prompt("chat", conv, base_info=base.gguf, instruct_info=instruct.gguf)
+    inst_prompt = shift_prompt("chat", conv, base_info=base.gguf, instruct_info=instruct.gguf,
+                               vocab=instruct.facts)
     if prompt_source == "chat":
         base_prompt = inst_prompt
     else:
         base_prompt = shift_prompt(prompt_source, conv, base_info=base.gguf,
-                                   instruct_info=instruct.gguf, mode=mode)
+                                   instruct_info=instruct.gguf, mode=mode,
+                                   raw_control_tokens=raw_control_tokens, vocab=base.facts)
     params = SamplingParams.deterministic(max_tokens=max_tokens, top_logprobs=top_k)
-    req = GenerationRequest(1, inst_prompt.text, params, add_bos=inst_prompt.add_bos)
+    req = inst_prompt.request(1, params)
     t0 = time.perf_counter()
     answer = instruct.generate(req, cancel, on_token)
     generate_s = time.perf_counter() - t0
     if prompt_source == "chat":
         prefix = instruct.prompt_ids(req)  # exactly the ids the instruct model saw
     else:
-        prefix = base.tokenize_ids(base_prompt.text, base_prompt.add_bos)
+        prefix = base.prompt_ids(base_prompt.request(1, params))
     if not prefix:
         bos = base.gguf.bos_token_id
         prefix = [bos if bos is not None else 0]

@@ -14,8 +14,10 @@ class TokenInfo:
     """One token of a prompt as the model's own tokenizer parses it."""
 
     id: int
-    piece: str  # decoded text of this token (may be partial UTF-8 shown with U+FFFD)
-    special: bool  # a control/special token (BOS, <|im_start|>, ...)
+    piece: str  # for people: complete characters as text, other bytes as <0xNN> (display_piece)
+    special: bool  # a control token (BOS, <|im_start|>, ...)
+    raw: bytes = b""  # the token's own bytes
+    typed: bool = False  # part of text that looks like a control token but is read as text
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class TopAlt:
     """One alternative at a generation or scoring step."""
 
     id: int
-    piece: str
+    piece: str  # display form (see TokenInfo.piece)
     logprob: float
 
 
@@ -33,7 +35,7 @@ class StreamToken:
 
     index: int  # 0-based position in the completion
     id: int
-    piece: str  # this token's own text (raw piece, may be a partial UTF-8 sequence)
+    piece: str  # this token's own bytes for people (display_piece: partial UTF-8 as <0xNN>)
     text: str  # the new *complete* text this token makes visible (incremental UTF-8)
     logprob: float  # log-probability of the chosen token under the model (full softmax)
     top: tuple[TopAlt, ...] = ()  # top-k alternatives, most likely first
@@ -99,10 +101,21 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """One generation. Build it from a rendered prompt with ``RenderedPrompt.request`` so the
+    prompt's control tokens and literal spans travel with it.
+
+    ``parse_special``: the prompt's control-token texts become control tokens (a chat template's
+    markup), except inside ``literal_spans`` (character spans of ``prompt`` that people or files
+    supplied). False (the default): the whole prompt is text. ``add_bos`` / ``add_eos``: put BOS
+    before / EOS after the prompt when the model's vocabulary adds them (llama.cpp decides)."""
+
     request_id: int
     prompt: str
     params: SamplingParams = field(default_factory=SamplingParams)
     add_bos: bool = True  # let the tokenizer prepend BOS (False when the template wrote it)
+    add_eos: bool = False
+    literal_spans: tuple[tuple[int, int], ...] = ()
+    parse_special: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,7 @@ class ScoredToken:
 
     index: int
     id: int
-    piece: str
+    piece: str  # display form (see TokenInfo.piece)
     logprob: float
     rank: int  # 1 = the model's most likely token at this step
     top: tuple[TopAlt, ...] = ()
@@ -198,7 +211,9 @@ class GGUFInfo:
     eos_token: str
     eot_token_id: int | None
     eot_token: str
-    add_bos: bool  # tokenizer.ggml.add_bos_token (llama.cpp's default when absent)
+    # tokenizer.ggml.add_bos_token as the file states it, None when absent. Whether BOS is really
+    # added is llama.cpp's decision: desktop.core.tokenization.TokenizerFacts.add_bos.
+    add_bos: bool | None
     chat_template: str | None  # the default chat template
     named_templates: dict[str, str] = field(default_factory=dict)  # tokenizer.chat_template.<name>
     license: str = ""

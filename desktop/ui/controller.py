@@ -79,6 +79,7 @@ class ComparisonController(QObject):
         self.run_report: PromptReport | None = None  # the report the current run was built from
         self.results: dict[str, GenerationFinished | None] = {"base": None, "instruct": None}
         self.inputs: tuple[str, str, str] = ("", "", settings.base_mode)
+        self.raw_control_tokens = False
         self.params = SamplingParams()
         self._flush = QTimer(self)
         self._flush.setInterval(FLUSH_MS)
@@ -144,8 +145,11 @@ class ComparisonController(QObject):
 
     # -- inspector -----------------------------------------------------------------------------
 
-    def set_inputs(self, user: str, system: str, mode: str) -> None:
+    def set_inputs(self, user: str, system: str, mode: str, raw_control_tokens: bool = False) -> None:
+        """The message, system prompt, base mode, and raw mode's "my text contains control
+        tokens" switch (only meaningful in raw mode)."""
         self.inputs = (user, system, mode)
+        self.raw_control_tokens = raw_control_tokens and mode == "raw"
         self.schedule_inspect()
 
     def schedule_inspect(self) -> None:
@@ -159,7 +163,8 @@ class ComparisonController(QObject):
 
     def _job(self, request_id: int) -> PromptJob:
         user, system, mode = self.inputs
-        return PromptJob(request_id, user, system, mode, self.paths["base"], self.paths["instruct"])
+        return PromptJob(request_id, user, system, mode, self.paths["base"], self.paths["instruct"],
+                         self.raw_control_tokens)
 
     @Slot(object)
     def on_report(self, report: PromptReport) -> None:
@@ -226,7 +231,7 @@ class ComparisonController(QObject):
                 continue
             r = sp.inspection.rendered
             params = replace(self.params, stop=tuple(r.stop))
-            self.pending[side] = GenerationRequest(self.run_id, r.text, params, add_bos=r.add_bos)
+            self.pending[side] = r.request(self.run_id, params)
             order.append(side)
         if not self.active:
             self._done()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -97,6 +98,14 @@ class ControlsPanel(QWidget):
         self.prompt_note.setAccessibleName("prompt note")
         self.prompt_note.hide()
         left.addWidget(self.prompt_note)
+        self.raw_controls = QCheckBox("My text contains control tokens")
+        self.raw_controls.setToolTip(
+            "For chat markup written by hand: text such as <|im_start|> or <eos> is sent as the "
+            "model's control token. Off: everything you type is read as plain text."
+        )
+        self.raw_controls.setAccessibleName("raw control tokens")
+        self.raw_controls.toggled.connect(self.inputsChanged)
+        left.addWidget(self.raw_controls)
         outer.addLayout(left, 3)
 
         box = QGroupBox("Sampling (shared)")
@@ -205,6 +214,10 @@ class ControlsPanel(QWidget):
     def base_mode(self) -> str:
         return str(self.mode.currentData())
 
+    def raw_control_tokens(self) -> bool:
+        """Raw mode's "my text contains control tokens" switch (False in the other modes)."""
+        return self.raw_controls.isChecked() and self.base_mode() == BaseMode.RAW.value
+
     def _set_value(self, field: str, value: float) -> str:
         """Show ``value`` in the field's box; a sentence when the box had to change it."""
         box = self.fields[field]
@@ -308,6 +321,7 @@ class ControlsPanel(QWidget):
     @Slot()
     def _mode_changed(self) -> None:
         self.mode_help.setText(BaseMode(self.base_mode()).describe())
+        self.raw_controls.setVisible(self.base_mode() == BaseMode.RAW.value)
         self._prompt_changed()
         self.inputsChanged.emit()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from itertools import groupby
 
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QFontDatabase
@@ -22,11 +23,14 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.prompts import PromptInspection
+from desktop.core.tokenization import display_piece
 from desktop.core.types import TokenInfo
 from desktop.core.words import count
 
 SPECIAL_BG = "#f5c2e7"
 SPECIAL_FG = "#7a1f5c"
+TYPED_STYLE = "background:#fff7d6;color:#92400e;text-decoration:underline wavy #d97706"
+TYPED_TIP = "typed as text: looks like a control token, but the model reads it as plain text"
 CHIP_BGS = ("#dbeafe", "#dcfce7", "#fef3c7", "#fde2e4", "#e0e7ff")
 
 
@@ -48,18 +52,29 @@ def visible_whitespace(text: str) -> str:
 
 
 def prompt_html(tokens: tuple[TokenInfo, ...] | list[TokenInfo], text: str) -> str:
-    """The exact prompt string, special tokens highlighted, whitespace visible."""
+    """The exact prompt string, special tokens highlighted, control-looking text typed by people
+    marked, whitespace visible. Runs of text tokens are decoded together, so a character split
+    over several tokens (an emoji) reads as itself here and as bytes in the token chips."""
     if not tokens:
         return f"<div style='font-family:monospace'>{visible_whitespace(text)}</div>"
     parts = []
-    for t in tokens:
-        if t.special:
-            parts.append(
+    for (special, typed), run in groupby(tokens, key=lambda t: (t.special, t.typed)):
+        toks = list(run)
+        if special:
+            parts += [
                 f"<span style='background:{SPECIAL_BG};color:{SPECIAL_FG};font-weight:bold'>"
-                f"{html.escape(t.piece)}</span>"
-            )
+                f"{html.escape(t.piece)}</span>" for t in toks
+            ]
+            continue
+        if all(t.raw for t in toks):
+            shown = display_piece(b"".join(t.raw for t in toks))
         else:
-            parts.append(visible_whitespace(t.piece))
+            shown = "".join(t.piece for t in toks)
+        if typed:
+            parts.append(f"<span style='{TYPED_STYLE}' title='{TYPED_TIP}'>"
+                         f"{visible_whitespace(shown)}</span>")
+        else:
+            parts.append(visible_whitespace(shown))
     return "<div style='font-family:monospace'>" + "".join(parts) + "</div>"
 
 
@@ -69,6 +84,8 @@ def chips_html(tokens: tuple[TokenInfo, ...] | list[TokenInfo]) -> str:
     for i, t in enumerate(tokens):
         if t.special:
             style = f"background:{SPECIAL_BG};color:{SPECIAL_FG};font-weight:bold"
+        elif t.typed:
+            style = TYPED_STYLE
         else:
             style = f"background:{CHIP_BGS[i % len(CHIP_BGS)]};color:#111"
         piece = visible_whitespace(t.piece) if t.piece else "∅"
@@ -94,7 +111,8 @@ class _TokenBrowser(QTextBrowser):
             return ""
         t = self.tokens[i]
         kind = "special token" if t.special else "token"
-        return f"#{i + 1}: {kind} id {t.id} {t.piece!r}"
+        tip = f"#{i + 1}: {kind} id {t.id} {t.piece!r}"
+        return f"{tip} ({TYPED_TIP})" if t.typed else tip
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
         if obj is self.viewport() and event.type() == QEvent.Type.MouseMove:
@@ -184,6 +202,8 @@ class PromptInspector(QWidget):
         self.count_bar.setRange(0, n_ctx)
         self.count_bar.setValue(min(ins.token_count, n_ctx))
         bos = "BOS added by tokenizer" if ins.rendered.add_bos else "no BOS added by tokenizer"
+        if ins.rendered.add_eos:
+            bos += ", EOS added by tokenizer"
         self.count_bar.setFormat(f"{ins.token_count:,} / {count(ins.n_ctx, 'token')} ({bos})")
         if ins.warnings:
             self.warnings.setText("⚠ " + "\n⚠ ".join(ins.warnings))

@@ -127,6 +127,7 @@ class LensController(QObject):
             user, system or None, mode, b_ins.rendered, i_ins.rendered, self.ctl.params,
             result(base), result(inst),
             LoadOptions(n_ctx=s.n_ctx, n_threads=self.ctl.threads_per_model(), n_gpu_layers=s.n_gpu_layers),
+            raw_control_tokens=b_ins.rendered.mode == "raw" and b_ins.rendered.parse_special,
         ))
 
     @Slot(object)
@@ -192,7 +193,7 @@ class LensController(QObject):
         p: SamplingParams = self.ctl.params
         greedy = p.temperature <= 0 or p.top_k == 1
         self.panel.reset("Scoring the instruct answer under the base model…", False)
-        self.ctl.hosts["base"].shift(ShiftJob(self.shift_id, self.ctl.paths["instruct"], r.text, r.add_bos,
+        self.ctl.hosts["base"].shift(ShiftJob(self.shift_id, self.ctl.paths["instruct"], r,
                                               tuple(inst.tokens), greedy))
 
     @Slot(object)

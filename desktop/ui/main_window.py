@@ -183,7 +183,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def _inputs_changed(self) -> None:
         self.controller.set_inputs(
-            self.controls.prompt.toPlainText(), self.controls.system.text(), self.controls.base_mode()
+            self.controls.prompt.toPlainText(), self.controls.system.text(), self.controls.base_mode(),
+            self.controls.raw_control_tokens(),
         )
 
     @Slot(str)

@@ -64,6 +64,7 @@ class PromptJob:
     base_mode: str
     base_path: str
     instruct_path: str
+    raw_control_tokens: bool = False  # raw mode: the text's control-token texts are control tokens
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class SaveJob:
     instruct_result: GenerationResult
     load: LoadOptions
     shift: dict[str, Any] | None = None
+    raw_control_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class HistoryWorker(QObject):
                 user=job.user, system=job.system, base_mode=job.base_mode,
                 base_prompt=job.base_prompt, instruct_prompt=job.instruct_prompt, params=job.params,
                 base_result=job.base_result, instruct_result=job.instruct_result, load=job.load,
-                shift=job.shift,
+                shift=job.shift, raw_control_tokens=job.raw_control_tokens,
             )
             rid = self.store().add(rec)
             self.happened.emit(HistoryEvent("saved", job.run_id, rid))

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.core.engine import Engine
 from desktop.core.errors import BasedError
+from desktop.core.prompts import RenderedPrompt
 from desktop.core.types import GenerationRequest, StreamToken
 from desktop.workers.events import (
     GenerationFailed,
@@ -62,8 +63,7 @@ class ShiftJob:
 
     request_id: int
     instruct_path: str
-    prompt: str  # the text the base model sees first (chat prompt or base-mode prompt)
-    add_bos: bool
+    prompt: RenderedPrompt  # what the base model sees first (chat prompt or base-mode prompt)
     tokens: tuple[StreamToken, ...]  # the instruct answer
     greedy: bool
     top_k: int = 5
@@ -186,7 +186,7 @@ class ModelWorker(QObject):
             return
         try:
             require_compatible(self.engine.path, job.instruct_path)
-            ids = self.engine.tokenize_ids(job.prompt, job.add_bos)
+            ids = self.engine.tokenize_ids(job.prompt.text, **job.prompt.token_args())
             res = analyze_shift(self.engine, ids, list(job.tokens), top_k=job.top_k, cancel=cancel,
                                 greedy=job.greedy)
         except BasedError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from desktop.core.engine import tokenize_file
 from desktop.core.errors import BasedError
 from desktop.core.gguf_info import validate_gguf
 from desktop.core.prompts import (
@@ -12,6 +11,7 @@ from desktop.core.prompts import (
     Conversation,
     PromptInspection,
     RenderedPrompt,
+    file_tokenizer,
     inspect_prompt,
     render_base,
     render_instruct,
@@ -25,10 +25,7 @@ DEFAULT_N_CTX = 4096
 
 def _inspect(info: GGUFInfo, rendered: RenderedPrompt, n_ctx: int) -> PromptInspection:
     return inspect_prompt(
-        rendered,
-        lambda text, add_bos: tokenize_file(info.path, text, add_bos),
-        bos_token_id=info.bos_token_id,
-        n_ctx=n_ctx,
+        rendered, file_tokenizer(info.path), bos_token_id=info.bos_token_id, n_ctx=n_ctx,
     )
 
 
@@ -55,7 +52,8 @@ def build_report(job: PromptJob, n_ctx: int = DEFAULT_N_CTX) -> PromptReport:
             if side == "instruct":
                 rendered = render_instruct(info, conv, merge_system_if_refused=True)
             else:
-                rendered = render_base(BaseMode(job.base_mode), conv, base=info, twin=infos["instruct"])
+                rendered = render_base(BaseMode(job.base_mode), conv, base=info, twin=infos["instruct"],
+                                       raw_control_tokens=job.raw_control_tokens)
             return SidePrompt(side, _inspect(info, rendered, ctx), None, rendered.template.text)
         except BasedError as exc:
             return SidePrompt(side, None, str(exc))

@@ -58,7 +58,8 @@ def test_prompt_tokens_json_vocab_only(vocab_dir: Path, capsys: pytest.CaptureFi
                  "--tokens", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["prompt"].endswith("<|im_start|>assistant\n")
-    assert data["tokens"][0] == {"id": 151644, "piece": "<|im_start|>", "special": True}
+    assert data["tokens"][0] == {"id": 151644, "piece": "<|im_start|>", "special": True,
+                                 "typed_as_text": False}
     assert data["token_count"] == len(data["tokens"])
     assert "".join(t["piece"] for t in data["tokens"]) == data["prompt"]
 

@@ -43,13 +43,16 @@ def test_gpu_request_falls_back_to_cpu_with_a_note(tiny_phi3: Path) -> None:
 
 
 def test_tokenize_parses_special_tokens(engine: Engine) -> None:
-    toks = engine.tokenize("<|user|>\nHi<|end|>", add_bos=True)
+    toks = engine.tokenize("<|user|>\nHi<|end|>", add_bos=True, parse_special=True)
     assert toks[0].id == 1 and toks[0].special  # BOS
     user = [t for t in toks if t.piece == "<|user|>"]
     assert len(user) == 1 and user[0].special and user[0].id == 32010
     assert any(not t.special for t in toks)
     no_bos = engine.tokenize("Hi", add_bos=False)
     assert no_bos[0].id != 1
+    as_text = engine.tokenize("<|user|>\nHi<|end|>", add_bos=True)  # the default: text is text
+    assert as_text[0].id == 1 and not any(t.special for t in as_text[1:])
+    assert all(t.typed for t in as_text if t.piece in ("<", "|", "user"))
 
 
 def test_stream_yields_logprobs_and_sorted_top_k(engine: Engine) -> None:
@@ -219,7 +222,8 @@ def test_score_longer_than_a_batch(tiny_phi3: Path) -> None:
 
 
 def test_vocab_only_tokenize_file(vocab_dir: Path) -> None:
-    toks = tokenize_file(vocab_dir / "ggml-vocab-qwen2.gguf", "<|im_start|>user\nhi<|im_end|>", False)
+    toks = tokenize_file(vocab_dir / "ggml-vocab-qwen2.gguf", "<|im_start|>user\nhi<|im_end|>", False,
+                         parse_special=True)
     assert toks[0].piece == "<|im_start|>" and toks[0].special
     assert toks[-1].piece == "<|im_end|>" and toks[-1].special
     assert any(t.piece == "hi" and not t.special for t in toks)

@@ -82,7 +82,7 @@ def test_html_with_shift_overlay(record, tiny_phi3: Path, tiny_phi3_base: Path) 
     from desktop.core.engine import Engine
 
     with Engine(tiny_phi3_base, LoadOptions(n_ctx=512, n_threads=1)) as base:
-        ids = base.tokenize_ids(record.instruct_prompt, record.instruct_answer.add_bos)
+        ids = base.tokenize_ids(record.instruct_prompt, **record.instruct_answer.token_args())
         shift = analyze_shift(base, ids, record.instruct_answer.tokens, greedy=False)
     page = to_html(record, shift)
     assert "Where did post-training change the answer?" in page
@@ -129,3 +129,48 @@ def test_history_keeps_exports_identical(record) -> None:
     with HistoryStore() as store:
         rid = store.add(record)
         assert to_json(store.get(rid)) == to_json(record)
+
+
+HAND_WRITTEN = "<|user|>\nHi<|end|>\n<|assistant|>\n"
+
+
+@pytest.mark.parametrize("switch", [True, False])
+def test_raw_control_token_switch_is_recorded_and_rerun(
+    switch: bool, tiny_phi3: Path, tiny_phi3_base: Path
+) -> None:
+    from desktop.core.engine import Engine
+    from desktop.core.types import GenerationRequest
+
+    params = SamplingParams.deterministic(max_tokens=6)
+    rec = run_comparison(tiny_phi3_base, tiny_phi3, Conversation(HAND_WRITTEN), base_mode="raw",
+                         params=params, load=LoadOptions(n_ctx=512, n_threads=1),
+                         raw_control_tokens=switch)
+    ans = rec.base_answer
+    assert rec.raw_control_tokens is switch and ans.parse_special is switch
+    assert (ans.literal_spans == ()) is switch  # off: the markup is recorded as typed text
+    assert rec.instruct_answer.parse_special  # the instruct side's template markup
+    back = load_json(to_json(rec))
+    assert back == rec
+    assert json.loads(to_json(rec))["prompts"]["raw_control_tokens"] is switch
+    with Engine(tiny_phi3_base, LoadOptions(n_ctx=512, n_threads=1)) as e:
+        ids = e.prompt_ids(GenerationRequest(1, back.base_prompt, params, **back.base_answer.token_args()))
+    assert (32010 in ids) is switch  # <|user|> is a control token only with the switch
+    assert ans.stats["prompt_tokens"] == len(ids)
+    again = rerun(back)
+    assert same_outputs(rec, again) and again.raw_control_tokens is switch
+    assert again.base_answer.stats["prompt_tokens"] == len(ids)
+    if switch:
+        assert "control tokens in the text sent as control tokens" in to_markdown(rec)
+
+
+def test_version_1_records_read_as_they_ran(record) -> None:
+    d = json.loads(to_json(record))
+    for side in ("base", "instruct"):
+        for key in ("add_eos", "parse_special", "literal_spans"):
+            del d["answers"][side][key]
+    del d["prompts"]["raw_control_tokens"]
+    old = load_json(json.dumps(d))
+    # before version 2 every prompt was tokenized with control tokens parsed, BOS and EOS together
+    for ans in (old.base_answer, old.instruct_answer):
+        assert ans.parse_special and ans.literal_spans == () and ans.add_eos == ans.add_bos
+    assert not old.raw_control_tokens

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from desktop.core import urial
-from desktop.core.engine import tokenize_file
 from desktop.core.errors import SystemPromptUnsupported, TemplateError
 from desktop.core.gguf_info import read_gguf
 from desktop.core.prompts import (
     BaseMode,
     Conversation,
     Message,
+    file_tokenizer,
     inspect_prompt,
     render_base,
     render_instruct,
@@ -39,7 +39,7 @@ def spm(vocab_dir: Path):
 
 
 def tok(path: str):
-    return lambda text, add_bos: tokenize_file(path, text, add_bos)
+    return file_tokenizer(path)
 
 
 def test_instruct_uses_the_models_template(qwen) -> None:

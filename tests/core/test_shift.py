@@ -21,7 +21,7 @@ from desktop.core.shift import (
     vocab_compatible,
 )
 from desktop.core.shift_run import run_shift, shift_prompt
-from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams
+from desktop.core.types import LoadOptions, SamplingParams
 
 PROMPTS = [
     "Tell me a story about a dragon.",
@@ -46,8 +46,7 @@ def base(tiny_phi3_base: Path):
 def greedy_answer(engine: Engine, user: str, n: int = 48) -> tuple[list[int], tuple]:
     rendered = shift_prompt("chat", Conversation(user), base_info=engine.gguf,
                             instruct_info=engine.gguf)
-    req = GenerationRequest(1, rendered.text, SamplingParams.deterministic(max_tokens=n),
-                            add_bos=rendered.add_bos)
+    req = rendered.request(1, SamplingParams.deterministic(max_tokens=n))
     res = engine.generate(req)
     return engine.prompt_ids(req), res.tokens
 

@@ -134,3 +134,20 @@ def test_shift_is_stored_with_the_comparison(qtbot, make_window, settings_for, t
         rec = store.get(saved.args[0])
         assert rec.shift is not None and rec.shift["summary"]["unshifted"] >= 0.97
         assert store.search("Store my shift")[0].has_shift
+
+
+def test_raw_switch_runs_and_is_saved(qtbot, make_window, settings_for) -> None:  # type: ignore[no-untyped-def]
+    from desktop.core.history import HistoryStore
+
+    w = make_window(settings_for(user_prompt="<|user|>\nHi<|end|>\n<|assistant|>\n", base_mode="raw"))
+    _loaded(qtbot, w)
+    w.controls.raw_controls.setChecked(True)
+    with qtbot.waitSignal(w.lens.saved, timeout=LONG) as saved:
+        _run(qtbot, w)
+    base = w.controller.run_report.base.inspection
+    assert base is not None and base.rendered.parse_special
+    assert [t.id for t in base.tokens].count(32010) == 1  # <|user|> as a control token
+    assert w.controller.results["base"].stats.prompt_tokens == base.token_count
+    with HistoryStore() as store:
+        rec = store.get(saved.args[0])
+    assert rec.raw_control_tokens and rec.base_answer.parse_special
