@@ -733,6 +733,9 @@ static void serve(struct fuse_session *se, int keep_w) {
  * libfuse's and fusermount's messages go to `err_fd` until mounted. Never returns. */
 static void fuse_server(const char *image, off_t offset, const char *mnt, int keep_w, int err_fd,
                         const char *argv0) {
+    sigset_t none; /* the caller may hold signals back while mounting: the server takes them */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     if (setsid() < 0)
         debug("setsid: %s", strerror(errno));
     signal(SIGPIPE, SIG_IGN);
@@ -884,6 +887,19 @@ static void request_stop(int sig) {
 
 /* --appimage-mount: print the mount point, keep it until interrupted, then wait for the unmount. */
 static void mount_and_wait(const char *appimage, off_t offset, const char *argv0) {
+    /* handlers first, signals held until waiting: an interrupt that comes while mounting or right
+     * after the mount point is printed is not lost (a background job starts with SIGINT ignored) */
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
+    sigprocmask(SIG_BLOCK, &stop, &old);
+    struct sigaction sa = {.sa_handler = request_stop};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     int keep_r = -1;
     char *why = NULL;
     char *mnt = mount_image(appimage, offset, argv0, &keep_r, &why);
@@ -893,16 +909,16 @@ static void mount_and_wait(const char *appimage, off_t offset, const char *argv0
     }
     printf("%s\n", mnt);
     fflush(stdout);
-    struct sigaction sa = {.sa_handler = request_stop};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    sigset_t wait_mask = old;
+    sigdelset(&wait_mask, SIGINT);
+    sigdelset(&wait_mask, SIGTERM);
+    sigdelset(&wait_mask, SIGHUP);
     while (!stop_requested)
-        pause();
+        sigsuspend(&wait_mask);
     close(keep_r);
-    for (int i = 0; i < 100 && access(mnt, F_OK) == 0; i++)
-        usleep(50 * 1000); /* the server unmounts and removes the mount point */
+    struct stat st; /* the server unmounts and removes the mount point */
+    for (int i = 0; i < 200 && !(lstat(mnt, &st) != 0 && errno == ENOENT); i++)
+        usleep(50 * 1000);
     exit(0);
 }
 
@@ -950,6 +966,8 @@ static void make_portable_dir(const char *appimage, const char *suffix) {
 }
 
 int main(int argc, char *argv[]) {
+    /* keep the reserved sections through the linker's --gc-sections */
+    __asm__ volatile("" : : "r"(upd_info), "r"(sha256_sig), "r"(sig_key));
     verbose = getenv("VERBOSE") != NULL;
     const char *argv0 = argc > 0 && argv[0] ? argv[0] : "AppImage";
     progname = strrchr(argv0, '/') ? strrchr(argv0, '/') + 1 : argv0;
