@@ -7,7 +7,7 @@
 # The AppDir gets AppRun (runs opt/based/based with the AppImage's arguments), the desktop entry
 # and 256 px icon at its root (+ .DirIcon), and usr/share/{applications,metainfo,icons} as in the
 # .deb. It is packed with mksquashfs (zstd, files owned by root, reproducible; SOURCE_DATE_EPOCH
-# fixes every timestamp) and appended to the runtime built by build_runtime.sh.
+# clamps every timestamp) and appended to the runtime built by build_runtime.sh.
 #
 # Needs: squashfs-tools (mksquashfs), and the runtime's build dependencies (see build_runtime.sh).
 # Environment: APPIMAGE_RUNTIME=<file> uses a prebuilt runtime instead of building one;
@@ -67,9 +67,7 @@ ln -s "$APP_ID.png" "$APPDIR/.DirIcon"
 # -- squashfs image + runtime ---------------------------------------------------------------------
 SQFS_ARGS=(-comp zstd -Xcompression-level 19 -b "${BASED_APPIMAGE_BLOCK:-128K}" -all-root -noappend
            -no-xattrs -no-progress -quiet)
-if [[ -n "${SOURCE_DATE_EPOCH:-}" ]]; then
-    SQFS_ARGS+=(-mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH")
-fi
+# (mksquashfs itself reads SOURCE_DATE_EPOCH: file system time, and file times clamped to it)
 nice -n 10 mksquashfs "$APPDIR" "$WORK/image.sqfs" "${SQFS_ARGS[@]}" -processors "$(nproc)" >&2
 
 cat "$RUNTIME" "$WORK/image.sqfs" >"$WORK/out.AppImage"

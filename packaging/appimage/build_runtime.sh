@@ -39,6 +39,13 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     exit 2
 fi
 
+# runtime.c uses libfuse 3's low-level API: the squashfuse library must be the FUSE 3 build
+sqfs_fuse="$(sed -n 's/^#define FUSE_USE_VERSION \([0-9]*\).*/\1/p' /usr/include/squashfuse/config.h 2>/dev/null || true)"
+if [[ -z "$sqfs_fuse" || "$sqfs_fuse" -lt 30 ]]; then
+    echo "build_runtime.sh: this system's libsquashfuse is built for FUSE ${sqfs_fuse:-?}, not FUSE 3; build on Debian 12 or newer" >&2
+    exit 2
+fi
+
 # -- cache key ------------------------------------------------------------------------------------
 versions() {
     "$CC" --version | head -1
