@@ -700,6 +700,12 @@ static void remove_fusermount_shim(void) {
     rmdir(fusermount_shim_dir);
 }
 
+/* The server could not mount: its exit closes the pipe the caller waits on. */
+static void server_fail(void) {
+    remove_fusermount_shim();
+    _exit(1);
+}
+
 /* Serves requests until the file system is unmounted, a signal asks to stop, or the last process
  * holding the read end of the keep-alive pipe has exited (POLLERR on the write end). */
 static void serve(struct fuse_session *se, int keep_w) {
@@ -750,7 +756,7 @@ static void fuse_server(const char *image, off_t offset, const char *mnt, int ke
 
     sqfs_ll *ll = sqfs_ll_open(image, (size_t)offset);
     if (!ll)
-        _exit(1);
+        server_fail();
 
     struct fuse_lowlevel_ops ops;
     memset(&ops, 0, sizeof(ops));
@@ -776,15 +782,13 @@ static void fuse_server(const char *image, off_t offset, const char *mnt, int ke
         fuse_opt_add_opt(&opts, "subtype=appimage") != 0 || fuse_opt_add_opt_escaped(&opts, fsname) != 0 ||
         fuse_opt_add_arg(&args, "appimage") != 0 || fuse_opt_add_arg(&args, "-o") != 0 ||
         fuse_opt_add_arg(&args, opts) != 0)
-        _exit(1);
+        server_fail();
     free(opts);
     free(fsname);
 
     struct fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), ll);
-    if (!se)
-        _exit(1);
-    if (fuse_session_mount(se, mnt) != 0)
-        _exit(1);
+    if (!se || fuse_session_mount(se, mnt) != 0)
+        server_fail();
     fuse_opt_free_args(&args);
 
     /* mounted: stop talking to the caller's terminal, tell the caller, serve */
