@@ -336,6 +336,16 @@ def test_a_broken_image_fails_in_one_message(appimage: Path, runtime: Path,
     assert _left_in(tmpdir) == []
 
 
+@pytest.mark.parametrize("extra", [{}, {"APPIMAGE_EXTRACT_AND_RUN": "1"}])
+def test_no_writable_tmpdir_is_one_sentence(appimage: Path, work: tuple[Path, Path],
+                                            extra: dict[str, str]) -> None:
+    _, cwd = work
+    r = _run([str(appimage)], cwd / "missing", cwd, extra=extra)
+    assert r.returncode == 127
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "set TMPDIR to a writable folder" in lines[0], r.stderr
+
+
 def test_portable_home(appimage: Path, work: tuple[Path, Path]) -> None:
     tmpdir, cwd = work
     copy = cwd / "My Apps" / "Based x.AppImage"  # spaces in the path: the spec's MUST

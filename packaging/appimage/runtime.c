@@ -615,7 +615,8 @@ static void exit_like(int status) {
 static void extract_and_run(const char *appimage, off_t offset, char **argv, const char *argv0) {
     char *dir = temp_template("appimage_extracted_", argv0);
     if (!dir || !mkdtemp(dir)) {
-        say("cannot create a temporary folder in %s: %s", temp_base(), strerror(errno));
+        say("cannot create a folder in %s (%s); set TMPDIR to a writable folder", temp_base(),
+            strerror(errno));
         exit(EXIT_LAUNCH_ERROR);
     }
     debug("extracting to %s", dir);
@@ -817,11 +818,10 @@ static void fuse_server(const char *image, off_t offset, const char *mnt, int ke
 static char *mount_image(const char *appimage, off_t offset, const char *argv0, int *keep_r, char **why) {
     *why = NULL;
     char *mnt = temp_template(".mount_", argv0);
-    if (!mnt || !mkdtemp(mnt)) {
-        if (asprintf(why, "cannot create a mount point in %s: %s", temp_base(), strerror(errno)) < 0)
-            *why = NULL;
-        free(mnt);
-        return NULL;
+    if (!mnt || !mkdtemp(mnt)) { /* extracting would need a folder there just the same */
+        say("cannot create a folder in %s (%s); set TMPDIR to a writable folder", temp_base(),
+            strerror(errno));
+        exit(EXIT_LAUNCH_ERROR);
     }
     int keep[2], err[2];
     if (pipe2(keep, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
