@@ -373,9 +373,8 @@ static void extract_dir(struct extraction *x, sqfs_inode *dir_inode, const char 
             debug("extracting %s", path);
         mode_t type = inode.base.mode & S_IFMT;
         if (S_ISDIR(inode.base.mode)) {
+            /* `n` lives in this call's own name buffer: it stays valid during the recursion */
             struct outdir sub = {.parent = out, .name = n, .fd = -1};
-            char *subname = strdup(n); /* `name` is reused by the recursion */
-            sub.name = subname;
             if (wanted && outdir_fd(&sub) < 0) {
                 say("cannot create the folder %s: %s", path, strerror(errno));
                 x->ok = false;
@@ -390,7 +389,6 @@ static void extract_dir(struct extraction *x, sqfs_inode *dir_inode, const char 
                 }
                 close(sub.fd);
             }
-            free(subname);
         } else if (wanted) {
             int dfd = outdir_fd(out);
             if (dfd < 0) {
