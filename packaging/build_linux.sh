@@ -2,7 +2,7 @@
 # Build the Linux bundle of Based from a clean checkout:
 #
 #   packaging/build_linux.sh            # -> dist/Based/ + dist/based_<ver>_<arch>.deb + .tar.gz
-#                                       #    (+ dist/Based-<ver>-<arch>.AppImage with appimagetool)
+#                                       #    + dist/Based-<ver>-<arch>.AppImage
 #
 # 1. creates a build virtualenv in build/venv (PYTHON=python3.x picks the interpreter),
 # 2. pip installs the project and PyInstaller into it (llama-cpp-python comes from pip's wheel
@@ -10,9 +10,9 @@
 # 3. gathers licence notices, runs PyInstaller with packaging/based.spec -> dist/Based/,
 # 4. checks that no bundled library has a "not found" dependency and runs the bundle's
 #    `based --self-test` with an empty environment,
-# 5. packs an AppImage when appimagetool is available (APPIMAGETOOL=/path or on PATH), otherwise
-#    a .deb (installs to /opt/based, /usr/bin/based, desktop entry, icons, AppStream metainfo);
-#    a portable .tar.gz is always made.
+# 5. packs an AppImage (packaging/appimage/build_appimage.sh: our runtime, needs squashfs-tools and
+#    the runtime's static libraries; BASED_NO_APPIMAGE=1 skips it), a .deb (installs to /opt/based,
+#    /usr/bin/based, desktop entry, icons, AppStream metainfo) and a portable .tar.gz.
 #
 # Options (environment): BASED_BUILD_DIR (default build/), BASED_DIST_DIR (default dist/),
 # BASED_FRESH_VENV=1 (recreate the build venv), BASED_SKIP_SELFTEST=1.
@@ -105,23 +105,9 @@ cp "resources/linux/$APP_ID.desktop" resources/icons/png/based-256.png "$BUNDLE/
 tar -C "$DIST" -czf "$TARBALL" Based
 rm -f "$BUNDLE/$APP_ID.desktop" "$BUNDLE/based-256.png"
 
-APPIMAGETOOL="${APPIMAGETOOL:-$(command -v appimagetool || true)}"
-if [[ -n "$APPIMAGETOOL" && -x "$APPIMAGETOOL" ]]; then
-    say "AppImage"
-    APPDIR="$BUILD/AppDir"
-    rm -rf "$APPDIR"
-    mkdir -p "$APPDIR/opt"
-    cp -a "$BUNDLE" "$APPDIR/opt/based"
-    stage_desktop_files "$APPDIR/usr"
-    cp "resources/linux/$APP_ID.desktop" "$APPDIR/$APP_ID.desktop"
-    cp resources/icons/png/based-256.png "$APPDIR/$APP_ID.png"
-    cat >"$APPDIR/AppRun" <<'EOF'
-#!/bin/sh
-HERE="$(dirname "$(readlink -f "$0")")"
-exec "$HERE/opt/based/based" "$@"
-EOF
-    chmod +x "$APPDIR/AppRun"
-    ARCH="$ARCH" "$APPIMAGETOOL" --no-appstream "$APPDIR" "$DIST/Based-$VERSION-$ARCH.AppImage"
+if [[ "${BASED_NO_APPIMAGE:-0}" != 1 ]]; then
+    say "AppImage (our own runtime: packaging/appimage/)"
+    packaging/appimage/build_appimage.sh "$BUNDLE" "$DIST/Based-$VERSION-$ARCH.AppImage"
 fi
 
 if command -v dpkg-deb >/dev/null; then
