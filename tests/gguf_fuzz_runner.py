@@ -1,4 +1,10 @@
-"""Run the GGUF fuzz corpus through child processes and collect one outcome per file."""
+"""Run GGUF files through child processes (tests/gguf_load_child.py) and collect one outcome each.
+
+A child that dies (an abort, a segfault) or stops answering (a hang) is replaced, and the file it
+was on is recorded as "crash" (with the line of stderr that says why) or "hang"; the rest of the
+batch goes on in a fresh child. Each child runs under an address-space limit, so a file that makes
+llama.cpp ask for gigabytes fails there instead of taking the machine's memory.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHILD = Path(__file__).with_name("gguf_load_child.py")
-MEMORY_LIMIT = 4 << 30  # address space per child: a file asking for gigabytes fails here
+MEMORY_LIMIT = 4 << 30  # bytes of address space per child
 
 
 @dataclass
@@ -20,74 +26,94 @@ class Outcome:
     index: int
     outcome: str  # refused | load-error | loaded | exception | crash | hang
     message: str = ""
-    rss_kb: int = 0
+    rss_kb: int = 0  # growth of the child's peak memory while it handled this file
 
 
-def _limit() -> None:  # runs in the child before exec
+def _limit_memory() -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def _why(stderr: str) -> str:
-    """The line of a dead child's stderr that says why (a GGML_ASSERT, an uncaught C++ exception)."""
-    keep = [ln for ln in stderr.splitlines()
+    """The lines of a dead child's stderr that say why (an assert, an uncaught C++ exception)."""
+    keep = [ln.strip() for ln in stderr.splitlines()
             if "GGML_ASSERT" in ln or "GGML_ABORT" in ln or "what()" in ln or "terminate" in ln
-            or "error" in ln.lower() or "Fatal Python" in ln]
-    return " | ".join(keep[-3:]) if keep else stderr[-300:]
+            or "error" in ln.lower()]
+    return " | ".join(keep[-3:]) if keep else stderr[-300:].strip()
 
 
-def run_batch(paths: list[Path], *, timeout_s: float = 20.0) -> list[Outcome]:
-    """Load ``paths`` in child processes; a child that dies or hangs is replaced and the file
-    it was on is recorded as "crash" (with its exit status) or "hang"."""
-    results: dict[int, Outcome] = {}
-    todo = list(range(len(paths)))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="0")
-    while todo:
-        proc = subprocess.Popen(
-            [sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_limit,
-        )
-        assert proc.stdin and proc.stdout and proc.stderr
-        stdin_data = "".join(f"{i} {paths[i]}\n" for i in todo)
-        err_chunks: list[str] = []
-        t_err = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
-        t_err.start()
+def _run_child(paths: list[Path], todo: list[int], timeout_s: float,
+               results: dict[int, Outcome]) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_limit_memory,
+    )
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    assert stdin is not None and stdout is not None and stderr is not None
+    err: list[str] = []
+    readers = [threading.Thread(target=lambda: err.append(stderr.read()), daemon=True)]
 
-        def feed() -> None:
-            try:
-                proc.stdin.write(stdin_data)  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
-            except (BrokenPipeError, OSError):
-                pass
-
-        threading.Thread(target=feed, daemon=True).start()
-        current: int | None = None
-        timer = threading.Timer(timeout_s, proc.kill)
-        timer.start()
-        hung = False
+    def feed() -> None:
         try:
-            for line in proc.stdout:
-                msg = json.loads(line)
-                if "begin" in msg:
-                    current = msg["begin"]
-                    timer.cancel()
-                    timer = threading.Timer(timeout_s, proc.kill)
-                    timer.start()
-                    continue
-                results[msg["i"]] = Outcome(msg["i"], msg["outcome"], msg.get("message", "") +
-                                            ("\n" + msg["trace"] if "trace" in msg else ""),
-                                            msg.get("rss_kb", 0))
-                current = None
-        finally:
-            timer.cancel()
-        rc = proc.wait()
-        hung = rc == -9
-        t_err.join(timeout=5)
-        if current is not None:
-            results[current] = Outcome(current, "hang" if hung else "crash",
-                                       f"exit {rc}: {_why(''.join(err_chunks))}")
-        todo = [i for i in todo if i not in results]
-        if current is None and todo:  # the child died between files: should not happen
-            for i in todo:
-                results[i] = Outcome(i, "crash", f"child exited {rc} before this file")
-            todo = []
+            stdin.write("".join(f"{i} {paths[i]}\n" for i in todo))
+            stdin.close()
+        except OSError:  # the child died early: the parent records it
+            pass
+
+    readers.append(threading.Thread(target=feed, daemon=True))
+    for t in readers:
+        t.start()
+    current: int | None = None
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    try:
+        for line in stdout:
+            msg = json.loads(line)
+            if "begin" in msg:
+                current = msg["begin"]
+                timer.cancel()
+                timer = threading.Timer(timeout_s, proc.kill)
+                timer.start()
+                continue
+            text = msg.get("message", "") + ("\n" + msg["trace"] if "trace" in msg else "")
+            results[msg["i"]] = Outcome(msg["i"], msg["outcome"], text, msg.get("rss_kb", 0))
+            current = None
+    finally:
+        timer.cancel()
+    rc = proc.wait()
+    for t in readers:
+        t.join(timeout=10)
+    if current is not None:
+        kind = "hang" if rc == -9 else "crash"
+        results[current] = Outcome(current, kind, f"exit {rc}: {_why(''.join(err))}")
+    elif rc != 0:
+        for i in todo:
+            results.setdefault(i, Outcome(i, "crash", f"child exited {rc} between files"))
+
+
+def run_batch(paths: list[Path], *, workers: int = 2, timeout_s: float = 30.0) -> list[Outcome]:
+    """Validate, load, tokenize and generate with each file in ``paths``, in ``workers`` child
+    processes at a time; ``timeout_s`` without progress on one file counts as a hang."""
+    results: dict[int, Outcome] = {}
+    lock = threading.Lock()
+
+    def worker(share: list[int]) -> None:
+        while True:
+            with lock:
+                todo = [i for i in share if i not in results]
+            if not todo:
+                return
+            mine: dict[int, Outcome] = {}
+            _run_child(paths, todo, timeout_s, mine)
+            if not mine:  # the child died before its first file: give up on this share
+                mine = {i: Outcome(i, "crash", "child failed to start") for i in todo}
+            with lock:
+                results.update(mine)
+
+    shares = [list(range(w, len(paths), workers)) for w in range(workers)]
+    threads = [threading.Thread(target=worker, args=(s,)) for s in shares if s]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return [results[i] for i in range(len(paths))]

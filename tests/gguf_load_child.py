@@ -2,7 +2,7 @@
 
 One JSON line per file on stdout: ``{"i": index, "outcome": ..., "message": ...}`` where outcome is
 "refused" (GGUFError), "load-error" (ModelLoadError), "loaded" (loaded, tokenized and generated
-two tokens), or "exception" (anything else: a bug). A line ``{"begin": i}`` comes first, so the
+two tokens, scored three), or "exception" (anything else: a bug). A line ``{"begin": i}`` comes first, so the
 parent can tell which file a crash (abort, segfault) or a hang happened on.
 """
 
@@ -14,6 +14,9 @@ import resource
 import sys
 import threading
 import traceback
+
+# text that reaches every tokenizer path: bytes outside the vocabulary, control-token look-alikes
+_TEXT = "Hello world \u00e9\U0001F600\n\t<s></s><|im_end|> \u4e16\u754c\x00 \ufffd"
 
 
 def main() -> int:
@@ -39,14 +42,17 @@ def main() -> int:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
             validate_gguf(path)
-            tokenize_file(path, "Hello world \u00e9\U0001F600\n", True)
+            tokenize_file(path, _TEXT, True)
             with Engine(path, opts) as eng:
-                eng.tokenize_ids("Hi there, \u4e16\u754c \U0001F600", True)
+                for add_bos in (True, False):
+                    eng.tokenize_ids(_TEXT, add_bos)
+                ids = eng.tokenize_ids("Hello there", True)
+                eng.score(ids[:1], ids[1:4], top_k=3)
                 text = "".join(
                     t.text for t in eng.stream(GenerationRequest(1, "Hello", params),
                                                threading.Event())
                 )
-            res = {"outcome": "loaded", "message": text[:40]}
+            res: dict[str, object] = {"outcome": "loaded", "message": text[:40]}
         except GGUFError as exc:
             res = {"outcome": "refused", "message": str(exc)}
         except ModelLoadError as exc:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from desktop.core.errors import GGUFError
-from desktop.core.gguf_container import GGUFArray, ParsedGGUF
+from desktop.core.gguf_container import GGUFArray, ParsedGGUF, shown
 
 U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
 LLAMA_MAX_LAYERS = 512  # src/llama-hparams.h
@@ -43,79 +43,32 @@ TOKEN_TYPE_BYTE = 6  # LLAMA_TOKEN_TYPE_BYTE
 _UTF8_BYTES = tuple(b for b in range(256) if b not in (0xC0, 0xC1) and b < 0xF5)
 # BPE pre-tokenizers after which llama.cpp adds BOS by default (llama_vocab::impl::load)
 _BPE_PRE_ADDS_BOS = frozenset(
-    "llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2 jina-v5-nano tekken "
-    "chameleon".split())
+    ["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano", "tekken", "chameleon"])
 
 # src/llama-arch.cpp, LLM_ARCH_NAMES
-ARCHITECTURES = frozenset("""
-clip llama llama4 deci falcon grok gpt2 gptj gptneox mpt baichuan starcoder refact bert
-modern-bert nomic-bert nomic-bert-moe neo-bert jina-bert-v2 jina-bert-v3 eurobert bloom stablelm
-qwen qwen2 qwen2moe qwen2vl qwen3 qwen3moe qwen3next qwen3vl qwen3vlmoe qwen35 qwen35moe
-qwen4exp phi2 phi3 phimoe plamo plamo2 plamo3 codeshell orion internlm2 minicpm minicpm3 gemma
-gemma2 gemma3 gemma3n gemma4 gemma4-assistant gemma-embedding starcoder2 mamba mamba2 maple jamba
-falcon-h1 xverse command-r cohere2 cohere2moe dbrx olmo olmo2 olmoe muse-glimmer openelm arctic
-deepseek deepseek2 deepseek2-ocr deepseek32 deepseek4 chatglm glm4 glm4moe glm-dsa bitnet t5
-t5encoder jais jais2 nemotron nemotron_h nemotron_h_moe exaone exaone4 exaone-moe rwkv6
-rwkv6qwen2 rwkv7 arwkv7 granite granitemoe granitehybrid graniteswitch granite_swa chameleon
-wavtokenizer-dec plm bailingmoe bailingmoe2 bailingmoe3 dots1 dots3note arcee afmoe laguna
-ernie4_5 ernie4_5-moe hunyuan-moe hunyuan-dense hunyuan_vl hy_v3 hy_v4 smollm3 gpt-oss lfm2
-lfm2moe dream smallthinker llada llada-moe seed_oss grovemoe apertus minimax-01 hrm_text
-minimax-m2 minimax-m3 cogvlm rnd1 pangu-embedded mistral3 eagle3 dflash mistral4 paddleocr mimo2
-step35 spark2_5 llama-embed maincoder kimi-linear kimi-k3 glm5-next talkie mellum nanbeige
-qwen3tts pockettts
-""".split())
+ARCHITECTURES = frozenset(["clip", "llama", "llama4", "deci", "falcon", "grok", "gpt2", "gptj", "gptneox", "mpt", "baichuan", "starcoder", "refact", "bert", "modern-bert", "nomic-bert", "nomic-bert-moe", "neo-bert", "jina-bert-v2", "jina-bert-v3", "eurobert", "bloom", "stablelm", "qwen", "qwen2", "qwen2moe", "qwen2vl", "qwen3", "qwen3moe", "qwen3next", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen4exp", "phi2", "phi3", "phimoe", "plamo", "plamo2", "plamo3", "codeshell", "orion", "internlm2", "minicpm", "minicpm3", "gemma", "gemma2", "gemma3", "gemma3n", "gemma4", "gemma4-assistant", "gemma-embedding", "starcoder2", "mamba", "mamba2", "maple", "jamba", "falcon-h1", "xverse", "command-r", "cohere2", "cohere2moe", "dbrx", "olmo", "olmo2", "olmoe", "muse-glimmer", "openelm", "arctic", "deepseek", "deepseek2", "deepseek2-ocr", "deepseek32", "deepseek4", "chatglm", "glm4", "glm4moe", "glm-dsa", "bitnet", "t5", "t5encoder", "jais", "jais2", "nemotron", "nemotron_h", "nemotron_h_moe", "exaone", "exaone4", "exaone-moe", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "granite", "granitemoe", "granitehybrid", "graniteswitch", "granite_swa", "chameleon", "wavtokenizer-dec", "plm", "bailingmoe", "bailingmoe2", "bailingmoe3", "dots1", "dots3note", "arcee", "afmoe", "laguna", "ernie4_5", "ernie4_5-moe", "hunyuan-moe", "hunyuan-dense", "hunyuan_vl", "hy_v3", "hy_v4", "smollm3", "gpt-oss", "lfm2", "lfm2moe", "dream", "smallthinker", "llada", "llada-moe", "seed_oss", "grovemoe", "apertus", "minimax-01", "hrm_text", "minimax-m2", "minimax-m3", "cogvlm", "rnd1", "pangu-embedded", "mistral3", "eagle3", "dflash", "mistral4", "paddleocr", "mimo2", "step35", "spark2_5", "llama-embed", "maincoder", "kimi-linear", "kimi-k3", "glm5-next", "talkie", "mellum", "nanbeige", "qwen3tts", "pockettts"])
 
 # graph builders that assert n_embd_head_k == n_embd_head_v (GGML_ASSERT(n_embd_head ==
 # hparams.n_embd_head_k()) and kin), plus those whose build_qkv takes one head size for K and V
 # (gemma*, jamba, bailingmoe, gpt-oss, falcon-h1, lfm2): a mismatch fails a reshape assert.
-SAME_KV_HEAD = frozenset("""
-llama llama4 llama-embed maincoder talkie deci baichuan falcon grok starcoder refact bert
-modern-bert neo-bert eurobert bloom mpt stablelm mellum nanbeige qwen qwen2 dream llada llada-moe
-rnd1 qwen2vl qwen2moe qwen3 qwen3moe qwen3vl qwen3vlmoe qwen3tts pockettts phi2 phi3 plamo gpt2
-codeshell orion internlm2 starcoder2 maple xverse command-r cohere2 cohere2moe dbrx olmo olmo2
-olmoe muse-glimmer openelm gptneox arctic deepseek chatglm glm4 glm4moe bitnet t5 jais jais2
-nemotron nemotron_h nemotron_h_moe exaone exaone4 exaone-moe granite graniteswitch granitehybrid
-granite_swa chameleon bailingmoe2 seed_oss dots1 arcee afmoe laguna ernie4_5 ernie4_5-moe
-paddleocr hunyuan-moe hunyuan_vl hunyuan-dense hy_v3 smollm3 smallthinker grovemoe apertus
-minimax-01 minimax-m2 minimax-m3 cogvlm pangu-embedded qwen3next qwen35 qwen35moe qwen4exp
-mistral3 eagle3 dflash spark2_5 gemma gemma2 gemma3 gemma3n gemma-embedding jamba bailingmoe
-gpt-oss falcon-h1 lfm2
-""".split())
+SAME_KV_HEAD = frozenset(["llama", "llama4", "llama-embed", "maincoder", "talkie", "deci", "baichuan", "falcon", "grok", "starcoder", "refact", "bert", "modern-bert", "neo-bert", "eurobert", "bloom", "mpt", "stablelm", "mellum", "nanbeige", "qwen", "qwen2", "dream", "llada", "llada-moe", "rnd1", "qwen2vl", "qwen2moe", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe", "qwen3tts", "pockettts", "phi2", "phi3", "plamo", "gpt2", "codeshell", "orion", "internlm2", "starcoder2", "maple", "xverse", "command-r", "cohere2", "cohere2moe", "dbrx", "olmo", "olmo2", "olmoe", "muse-glimmer", "openelm", "gptneox", "arctic", "deepseek", "chatglm", "glm4", "glm4moe", "bitnet", "t5", "jais", "jais2", "nemotron", "nemotron_h", "nemotron_h_moe", "exaone", "exaone4", "exaone-moe", "granite", "graniteswitch", "granitehybrid", "granite_swa", "chameleon", "bailingmoe2", "seed_oss", "dots1", "arcee", "afmoe", "laguna", "ernie4_5", "ernie4_5-moe", "paddleocr", "hunyuan-moe", "hunyuan_vl", "hunyuan-dense", "hy_v3", "smollm3", "smallthinker", "grovemoe", "apertus", "minimax-01", "minimax-m2", "minimax-m3", "cogvlm", "pangu-embedded", "qwen3next", "qwen35", "qwen35moe", "qwen4exp", "mistral3", "eagle3", "dflash", "spark2_5", "gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding", "jamba", "bailingmoe", "gpt-oss", "falcon-h1", "lfm2"])
 
 # graph builders that assert GGML_ASSERT(n_embd_head == n_rot): RoPE over the whole head
-ROT_IS_HEAD = frozenset("""
-llama llama4 llama-embed maincoder talkie deci baichuan falcon grok mellum qwen2 dream llada
-llada-moe rnd1 qwen2vl qwen2moe qwen3 qwen3moe qwen3vl qwen3vlmoe qwen3tts pockettts plamo
-codeshell orion internlm2 starcoder2 xverse cohere2moe dbrx olmo olmo2 olmoe arctic deepseek
-jais2 nemotron exaone exaone4 exaone-moe granite graniteswitch granite_swa chameleon seed_oss
-dots1 arcee ernie4_5 ernie4_5-moe paddleocr hunyuan-moe hunyuan_vl hunyuan-dense hy_v3 smollm3
-smallthinker grovemoe apertus minimax-01 minimax-m2 cogvlm pangu-embedded mistral3
-""".split())
+ROT_IS_HEAD = frozenset(["llama", "llama4", "llama-embed", "maincoder", "talkie", "deci", "baichuan", "falcon", "grok", "mellum", "qwen2", "dream", "llada", "llada-moe", "rnd1", "qwen2vl", "qwen2moe", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe", "qwen3tts", "pockettts", "plamo", "codeshell", "orion", "internlm2", "starcoder2", "xverse", "cohere2moe", "dbrx", "olmo", "olmo2", "olmoe", "arctic", "deepseek", "jais2", "nemotron", "exaone", "exaone4", "exaone-moe", "granite", "graniteswitch", "granite_swa", "chameleon", "seed_oss", "dots1", "arcee", "ernie4_5", "ernie4_5-moe", "paddleocr", "hunyuan-moe", "hunyuan_vl", "hunyuan-dense", "hy_v3", "smollm3", "smallthinker", "grovemoe", "apertus", "minimax-01", "minimax-m2", "cogvlm", "pangu-embedded", "mistral3"])
 
 # no rotary embedding (llama_model_rope_type -> LLAMA_ROPE_TYPE_NONE); MLA attention keeps its
 # own RoPE head size (n_rot is checked against that, not against key_length)
-NO_ROPE = frozenset("""
-clip gpt2 gptj mpt refact bloom mamba mamba2 jamba jina-bert-v2 t5 t5encoder jais rwkv6
-rwkv6qwen2 rwkv7 arwkv7 wavtokenizer-dec nemotron_h nemotron_h_moe kimi-linear kimi-k3 glm5-next
-""".split())
-MLA = frozenset("""
-deepseek2 deepseek2-ocr deepseek32 deepseek4 dots3note glm-dsa mistral4 minicpm3 plm hy_v4
-kimi-linear kimi-k3 glm5-next bailingmoe3 mimo2
-""".split())
+NO_ROPE = frozenset(["clip", "gpt2", "gptj", "mpt", "refact", "bloom", "mamba", "mamba2", "jamba", "jina-bert-v2", "t5", "t5encoder", "jais", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "wavtokenizer-dec", "nemotron_h", "nemotron_h_moe", "kimi-linear", "kimi-k3", "glm5-next"])
+MLA = frozenset(["deepseek2", "deepseek2-ocr", "deepseek32", "deepseek4", "dots3note", "glm-dsa", "mistral4", "minicpm3", "plm", "hy_v4", "kimi-linear", "kimi-k3", "glm5-next", "bailingmoe3", "mimo2"])
 # M-RoPE: ggml's rope kernel asserts one of the first three sections is > 0
-MROPE = frozenset("qwen2vl paddleocr qwen3vl qwen3vlmoe qwen35 qwen35moe qwen4exp qwen3tts".split())
+MROPE = frozenset(["qwen2vl", "paddleocr", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen4exp", "qwen3tts"])
 
 # architectures whose tensors follow per-layer head counts (n_head(i), n_head_kv(i)); the rest
 # build every layer with layer 0's counts, so per-layer arrays must not vary
-PER_LAYER_HEADS = frozenset("""
-bailingmoe3 deci dots3note gemma4-assistant gemma4 glm5-next granitehybrid granite_swa
-graniteswitch granite jamba kimi-k3 kimi-linear laguna lfm2 lfm2moe mimo2 nemotron_h
-nemotron_h_moe openelm plamo2 plamo3 rwkv6 rwkv6qwen2 rwkv7 arwkv7 spark2_5 step35 falcon-h1
-mamba mamba2 qwen3next qwen35 qwen35moe qwen4exp
-""".split())
+PER_LAYER_HEADS = frozenset(["bailingmoe3", "deci", "dots3note", "gemma4-assistant", "gemma4", "glm5-next", "granitehybrid", "granite_swa", "graniteswitch", "granite", "jamba", "kimi-k3", "kimi-linear", "laguna", "lfm2", "lfm2moe", "mimo2", "nemotron_h", "nemotron_h_moe", "openelm", "plamo2", "plamo3", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "spark2_5", "step35", "falcon-h1", "mamba", "mamba2", "qwen3next", "qwen35", "qwen35moe", "qwen4exp"])
 
 # load_arch_tensors: GGML_ASSERT(n_expert > 0 && n_expert_used > 0)
-NEEDS_EXPERTS = frozenset("smallthinker llada-moe bailingmoe2 grovemoe glm4moe".split())
+NEEDS_EXPERTS = frozenset(["smallthinker", "llada-moe", "bailingmoe2", "grovemoe", "glm4moe"])
 
 
 def _type_name(vtype: int) -> str:
@@ -210,7 +163,7 @@ def check_model(parsed: ParsedGGUF, name: str) -> None:
         )
     if arch not in ARCHITECTURES:
         raise GGUFError(
-            f"{name} uses the '{arch}' architecture, which this version of llama.cpp cannot run. "
+            f"{name} uses the '{shown(arch)}' architecture, which this version of llama.cpp cannot run. "
             "Pick another model, or a newer version of Based."
         )
     m.string("general.name", "name")  # load_hparams reads it as a string
@@ -287,7 +240,7 @@ def check_hparams(m: _Model, arch: str) -> None:
     scaling = m.string(k("rope.scaling.type"), "RoPE scaling type")
     if scaling is not None and scaling not in ROPE_SCALING_TYPES:
         raise m.fail(
-            f"its RoPE scaling type '{scaling}' is not one llama.cpp knows "
+            f"its RoPE scaling type '{shown(scaling)}' is not one llama.cpp knows "
             f"({', '.join(ROPE_SCALING_TYPES)})"
         )
     for key, what in (("rope.scaling.factor", "RoPE scaling factor"),
@@ -406,7 +359,7 @@ def _check_floats(m: _Model, arch: str) -> None:
             values = v.values
         else:
             continue
-        what = key[len(prefix):]
+        what = shown(key[len(prefix):])
         if not all(math.isfinite(x) for x in values):
             raise m.fail(f"its model parameter {what} is not a finite number")
         if ("epsilon" in what or what.endswith("_eps")) and any(x < 0 for x in values):
@@ -489,17 +442,19 @@ def check_vocab(m: _Model) -> None:
     assert model is not None
     if model in NO_VOCAB_MODELS:
         raise GGUFError(
-            f"{m.name} has no tokenizer (its tokenizer type is '{model}'), so Based cannot "
+            f"{m.name} has no tokenizer (its tokenizer type is '{shown(model)}'), so Based cannot "
             "use it. Pick a model file with a tokenizer."
         )
     if model not in TOKENIZER_MODELS:
-        raise m.fail(f"its tokenizer type '{model}' is not one llama.cpp knows")
+        raise m.fail(f"its tokenizer type '{shown(model)}' is not one llama.cpp knows")
     m.string("tokenizer.ggml.pre", "pre-tokenizer type")
     tokens_v = m.kv.get("tokenizer.ggml.tokens")
     if not isinstance(tokens_v, GGUFArray) or tokens_v.subtype != STR:
         raise m.fail("it has no token list (tokenizer.ggml.tokens)")
     tokens: list[bytes] = tokens_v.raw or []
     n = len(tokens)
+    if n == 0:
+        raise m.fail("its vocabulary (tokenizer.ggml.tokens) is empty")
     for key, what in (("tokenizer.ggml.add_bos_token", "add-BOS flag"),
                       ("tokenizer.ggml.add_eos_token", "add-EOS flag"),
                       ("tokenizer.ggml.add_sep_token", "add-separator flag"),
@@ -519,8 +474,8 @@ def check_vocab(m: _Model) -> None:
         for i, t in enumerate(tokens):
             t = t or f"[EMPTY_{i}]".encode()
             if t in seen:
-                shown = t.decode("utf-8", "replace")
-                raise m.fail(f"its vocabulary lists the token '{shown}' twice")
+                text = shown(t.decode("utf-8", "replace"))
+                raise m.fail(f"its vocabulary lists the token '{text}' twice")
             seen.add(t)
     if model == "bert" and any(t == TOKEN_TYPE_BYTE for t in toktypes[:n]):
         raise m.fail("its WordPiece vocabulary has byte tokens, which llama.cpp cannot decode")

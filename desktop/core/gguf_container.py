@@ -56,6 +56,12 @@ _UINT32, _BOOL = 4, 7
 _FIX = "Download it again, or get another conversion of the model."
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """Text from a file as it may appear in a message: printable, on one line, short."""
+    s = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return s if len(s) <= limit else s[: limit - 1] + "\u2026"
+
+
 def damaged(name: str, problem: str) -> GGUFError:
     """The one sentence for a file whose container is broken."""
     return GGUFError(f"{name} is damaged: {problem}. {_FIX}")
@@ -159,22 +165,22 @@ class _Cursor:
             return self.string(what).decode("utf-8", "replace")
         if vtype != _ARRAY:
             raise damaged(
-                self.name, f"its metadata entry {key} has an unknown value type ({vtype})"
+                self.name, f"its metadata entry {shown(key)} has an unknown value type ({vtype})"
             )
         sub = self.unpack("i", what)
         count = self.unpack("Q", what)
         if sub == _ARRAY:
             raise damaged(
-                self.name, f"its metadata entry {key} is an array of arrays, "
+                self.name, f"its metadata entry {shown(key)} is an array of arrays, "
                 "which GGUF files cannot hold"
             )
         if sub not in _SCALARS and sub != _STRING:
             raise damaged(
-                self.name, f"its metadata entry {key} has an unknown value type ({sub})"
+                self.name, f"its metadata entry {shown(key)} has an unknown value type ({sub})"
             )
         if count > GGUF_MAX_ARRAY_ELEMENTS:
             raise damaged(
-                self.name, f"its metadata entry {key} claims {count:,} items"
+                self.name, f"its metadata entry {shown(key)} claims {count:,} items"
             )
         if sub == _STRING:
             self.need(count * 8, what)
@@ -301,7 +307,7 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
             raise damaged(name, f"metadata entry {i + 1} has an empty name")
         key = raw_key.decode("utf-8", "replace")
         if raw_key in seen:
-            raise damaged(name, f"its metadata names {key} twice")
+            raise damaged(name, f"its metadata names {shown(key)} twice")
         seen.add(raw_key)
         vtype = c.unpack("i", "metadata")
         kv[key] = c.value(vtype, key, "metadata")
@@ -311,7 +317,7 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
         alignment = kv["general.alignment"]
         if types["general.alignment"] != _UINT32:
             raise damaged(
-                name, f"its data alignment (general.alignment) is not stored as a "
+                name, "its data alignment (general.alignment) is not stored as a "
                 "32-bit unsigned number"
             )
     if alignment <= 0 or alignment & (alignment - 1):
@@ -330,19 +336,19 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
                 f"(llama.cpp allows {GGML_MAX_NAME - 1})"
             )
         if raw_name in names:
-            raise damaged(name, f"it holds two tensors named {tname}")
+            raise damaged(name, f"it holds two tensors named {shown(tname)}")
         names.add(raw_name)
         n_dims = c.unpack("I", "tensor list")
         if n_dims > MAX_DIMS:
-            raise damaged(name, f"tensor {tname} has {n_dims} dimensions")
+            raise damaged(name, f"tensor {shown(tname)} has {n_dims} dimensions")
         ne = [c.unpack("q", "tensor list") for _d in range(n_dims)]
         if any(d < 0 for d in ne):
-            raise damaged(name, f"tensor {tname} has a negative size")
+            raise damaged(name, f"tensor {shown(tname)} has a negative size")
         n_el = 1
         for d in ne:
             n_el *= d
         if n_el > _INT64_MAX:
-            raise damaged(name, f"tensor {tname} has an impossible shape")
+            raise damaged(name, f"tensor {shown(tname)} has an impossible shape")
         ttype = c.unpack("i", "tensor list")
         offset = c.unpack("Q", "tensor list")
         sizes = _TYPE_SIZES.get(ttype)
@@ -353,12 +359,12 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
                     "Update Based or pick another quantization."
                 )
             raise damaged(
-                name, f"tensor {tname} has an unknown tensor type ({ttype})"
+                name, f"tensor {shown(tname)} has an unknown tensor type ({ttype})"
             )
         block, type_size = sizes
         if (ne[0] if ne else 1) % block:
             raise damaged(
-                name, f"tensor {tname} does not fit its quantization blocks"
+                name, f"tensor {shown(tname)} does not fit its quantization blocks"
             )
         nbytes = n_el // block * type_size
         infos.append((tname, offset, nbytes, ttype))
@@ -374,7 +380,7 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
     for tname, offset, nbytes, _t in infos:
         if offset != expected:
             raise damaged(
-                name, f"tensor {tname} does not start where its data should be "
+                name, f"tensor {shown(tname)} does not start where its data should be "
                 "(tensor data out of order, overlapping or with gaps)"
             )
         expected += (nbytes + alignment - 1) // alignment * alignment
@@ -390,7 +396,7 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
             )
         if (data_offset + offset) % TENSOR_ALIGNMENT:
             raise damaged(
-                name, f"tensor {tname} is not aligned to {TENSOR_ALIGNMENT} bytes "
+                name, f"tensor {shown(tname)} is not aligned to {TENSOR_ALIGNMENT} bytes "
                 f"in the file (its data alignment is {alignment}), so llama.cpp cannot map it"
             )
     return ParsedGGUF(version, kv, types, tensors, alignment=alignment, data_offset=data_offset,
