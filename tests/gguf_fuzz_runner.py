@@ -43,7 +43,8 @@ def _why(stderr: str) -> str:
 
 def _run_child(paths: list[Path], todo: list[int], timeout_s: float,
                results: dict[int, Outcome]) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # GGML_NO_BACKTRACE: an abort ends the child at once instead of attaching a debugger
+    env = dict(os.environ, OMP_NUM_THREADS="1", GGML_NO_BACKTRACE="1", PYTHONFAULTHANDLER="")
     proc = subprocess.Popen(
         [sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_limit_memory,

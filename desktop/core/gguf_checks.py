@@ -11,7 +11,8 @@ names the llama.cpp code it mirrors, in the version llama-cpp-python 0.3.36 vend
   (src/models/*.cpp) where an assert depends only on model parameters,
 - ggml's CPU kernels where a model parameter reaches an assert (rms_norm's ``eps >= 0``, rope's
   dimension and section checks; ggml/src/ggml-cpu/ops.cpp),
-- ``llama_vocab::impl::load`` and the tokenizers (src/llama-vocab.cpp).
+- ``llama_vocab::impl::load`` and the tokenizers (src/llama-vocab.cpp), in
+  :mod:`desktop.core.gguf_vocab_checks`.
 
 Wrong value types are refused here too (llama.cpp would only throw, but the sentence is better).
 """
@@ -24,51 +25,112 @@ from typing import Any
 
 from desktop.core.errors import GGUFError
 from desktop.core.gguf_container import GGUFArray, ParsedGGUF, shown
+from desktop.core.gguf_vocab_checks import check_vocab
 
 U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
 LLAMA_MAX_LAYERS = 512  # src/llama-hparams.h
 LLAMA_MAX_EXPERTS = 1024
-INT32_MAX = 2**31 - 1
 # llama-cpp-python's tokenize allocates context_length tokens per call (_internals.py,
 # LlamaModel.tokenize): 2**26 is 256 MB per call, above every published model (Llama 4 Scout:
 # 10,485,760).
 MAX_CONTEXT_LENGTH = 1 << 26
 
 ROPE_SCALING_TYPES = ("none", "linear", "yarn", "longrope")  # LLAMA_ROPE_SCALING_TYPES
-TOKENIZER_MODELS = ("llama", "bert", "gpt2", "hybriddna", "whitespace", "t5", "rwkv", "test",
-                    "plamo2", "gemma4")  # llama_vocab::impl::load
-NO_VOCAB_MODELS = ("no_vocab", "none")
-TOKEN_TYPE_BYTE = 6  # LLAMA_TOKEN_TYPE_BYTE
-# bytes that occur in UTF-8 text (Based tokenizes Python strings, so never C0, C1, F5-FF)
-_UTF8_BYTES = tuple(b for b in range(256) if b not in (0xC0, 0xC1) and b < 0xF5)
-# BPE pre-tokenizers after which llama.cpp adds BOS by default (llama_vocab::impl::load)
-_BPE_PRE_ADDS_BOS = frozenset(
-    ["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano", "tekken", "chameleon"])
-
 # src/llama-arch.cpp, LLM_ARCH_NAMES
-ARCHITECTURES = frozenset(["clip", "llama", "llama4", "deci", "falcon", "grok", "gpt2", "gptj", "gptneox", "mpt", "baichuan", "starcoder", "refact", "bert", "modern-bert", "nomic-bert", "nomic-bert-moe", "neo-bert", "jina-bert-v2", "jina-bert-v3", "eurobert", "bloom", "stablelm", "qwen", "qwen2", "qwen2moe", "qwen2vl", "qwen3", "qwen3moe", "qwen3next", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen4exp", "phi2", "phi3", "phimoe", "plamo", "plamo2", "plamo3", "codeshell", "orion", "internlm2", "minicpm", "minicpm3", "gemma", "gemma2", "gemma3", "gemma3n", "gemma4", "gemma4-assistant", "gemma-embedding", "starcoder2", "mamba", "mamba2", "maple", "jamba", "falcon-h1", "xverse", "command-r", "cohere2", "cohere2moe", "dbrx", "olmo", "olmo2", "olmoe", "muse-glimmer", "openelm", "arctic", "deepseek", "deepseek2", "deepseek2-ocr", "deepseek32", "deepseek4", "chatglm", "glm4", "glm4moe", "glm-dsa", "bitnet", "t5", "t5encoder", "jais", "jais2", "nemotron", "nemotron_h", "nemotron_h_moe", "exaone", "exaone4", "exaone-moe", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "granite", "granitemoe", "granitehybrid", "graniteswitch", "granite_swa", "chameleon", "wavtokenizer-dec", "plm", "bailingmoe", "bailingmoe2", "bailingmoe3", "dots1", "dots3note", "arcee", "afmoe", "laguna", "ernie4_5", "ernie4_5-moe", "hunyuan-moe", "hunyuan-dense", "hunyuan_vl", "hy_v3", "hy_v4", "smollm3", "gpt-oss", "lfm2", "lfm2moe", "dream", "smallthinker", "llada", "llada-moe", "seed_oss", "grovemoe", "apertus", "minimax-01", "hrm_text", "minimax-m2", "minimax-m3", "cogvlm", "rnd1", "pangu-embedded", "mistral3", "eagle3", "dflash", "mistral4", "paddleocr", "mimo2", "step35", "spark2_5", "llama-embed", "maincoder", "kimi-linear", "kimi-k3", "glm5-next", "talkie", "mellum", "nanbeige", "qwen3tts", "pockettts"])
+ARCHITECTURES = frozenset([
+    "clip", "llama", "llama4", "deci", "falcon", "grok", "gpt2", "gptj", "gptneox", "mpt",
+    "baichuan", "starcoder", "refact", "bert", "modern-bert", "nomic-bert", "nomic-bert-moe",
+    "neo-bert", "jina-bert-v2", "jina-bert-v3", "eurobert", "bloom", "stablelm", "qwen",
+    "qwen2", "qwen2moe", "qwen2vl", "qwen3", "qwen3moe", "qwen3next", "qwen3vl", "qwen3vlmoe",
+    "qwen35", "qwen35moe", "qwen4exp", "phi2", "phi3", "phimoe", "plamo", "plamo2", "plamo3",
+    "codeshell", "orion", "internlm2", "minicpm", "minicpm3", "gemma", "gemma2", "gemma3",
+    "gemma3n", "gemma4", "gemma4-assistant", "gemma-embedding", "starcoder2", "mamba",
+    "mamba2", "maple", "jamba", "falcon-h1", "xverse", "command-r", "cohere2", "cohere2moe",
+    "dbrx", "olmo", "olmo2", "olmoe", "muse-glimmer", "openelm", "arctic", "deepseek",
+    "deepseek2", "deepseek2-ocr", "deepseek32", "deepseek4", "chatglm", "glm4", "glm4moe",
+    "glm-dsa", "bitnet", "t5", "t5encoder", "jais", "jais2", "nemotron", "nemotron_h",
+    "nemotron_h_moe", "exaone", "exaone4", "exaone-moe", "rwkv6", "rwkv6qwen2", "rwkv7",
+    "arwkv7", "granite", "granitemoe", "granitehybrid", "graniteswitch", "granite_swa",
+    "chameleon", "wavtokenizer-dec", "plm", "bailingmoe", "bailingmoe2", "bailingmoe3",
+    "dots1", "dots3note", "arcee", "afmoe", "laguna", "ernie4_5", "ernie4_5-moe",
+    "hunyuan-moe", "hunyuan-dense", "hunyuan_vl", "hy_v3", "hy_v4", "smollm3", "gpt-oss",
+    "lfm2", "lfm2moe", "dream", "smallthinker", "llada", "llada-moe", "seed_oss", "grovemoe",
+    "apertus", "minimax-01", "hrm_text", "minimax-m2", "minimax-m3", "cogvlm", "rnd1",
+    "pangu-embedded", "mistral3", "eagle3", "dflash", "mistral4", "paddleocr", "mimo2",
+    "step35", "spark2_5", "llama-embed", "maincoder", "kimi-linear", "kimi-k3", "glm5-next",
+    "talkie", "mellum", "nanbeige", "qwen3tts", "pockettts",
+])
 
 # graph builders that assert n_embd_head_k == n_embd_head_v (GGML_ASSERT(n_embd_head ==
 # hparams.n_embd_head_k()) and kin), plus those whose build_qkv takes one head size for K and V
 # (gemma*, jamba, bailingmoe, gpt-oss, falcon-h1, lfm2): a mismatch fails a reshape assert.
-SAME_KV_HEAD = frozenset(["llama", "llama4", "llama-embed", "maincoder", "talkie", "deci", "baichuan", "falcon", "grok", "starcoder", "refact", "bert", "modern-bert", "neo-bert", "eurobert", "bloom", "mpt", "stablelm", "mellum", "nanbeige", "qwen", "qwen2", "dream", "llada", "llada-moe", "rnd1", "qwen2vl", "qwen2moe", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe", "qwen3tts", "pockettts", "phi2", "phi3", "plamo", "gpt2", "codeshell", "orion", "internlm2", "starcoder2", "maple", "xverse", "command-r", "cohere2", "cohere2moe", "dbrx", "olmo", "olmo2", "olmoe", "muse-glimmer", "openelm", "gptneox", "arctic", "deepseek", "chatglm", "glm4", "glm4moe", "bitnet", "t5", "jais", "jais2", "nemotron", "nemotron_h", "nemotron_h_moe", "exaone", "exaone4", "exaone-moe", "granite", "graniteswitch", "granitehybrid", "granite_swa", "chameleon", "bailingmoe2", "seed_oss", "dots1", "arcee", "afmoe", "laguna", "ernie4_5", "ernie4_5-moe", "paddleocr", "hunyuan-moe", "hunyuan_vl", "hunyuan-dense", "hy_v3", "smollm3", "smallthinker", "grovemoe", "apertus", "minimax-01", "minimax-m2", "minimax-m3", "cogvlm", "pangu-embedded", "qwen3next", "qwen35", "qwen35moe", "qwen4exp", "mistral3", "eagle3", "dflash", "spark2_5", "gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding", "jamba", "bailingmoe", "gpt-oss", "falcon-h1", "lfm2"])
+SAME_KV_HEAD = frozenset([
+    "llama", "llama4", "llama-embed", "maincoder", "talkie", "deci", "baichuan", "falcon",
+    "grok", "starcoder", "refact", "bert", "modern-bert", "neo-bert", "eurobert", "bloom",
+    "mpt", "stablelm", "mellum", "nanbeige", "qwen", "qwen2", "dream", "llada", "llada-moe",
+    "rnd1", "qwen2vl", "qwen2moe", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe", "qwen3tts",
+    "pockettts", "phi2", "phi3", "plamo", "gpt2", "codeshell", "orion", "internlm2",
+    "starcoder2", "maple", "xverse", "command-r", "cohere2", "cohere2moe", "dbrx", "olmo",
+    "olmo2", "olmoe", "muse-glimmer", "openelm", "gptneox", "arctic", "deepseek", "chatglm",
+    "glm4", "glm4moe", "bitnet", "t5", "jais", "jais2", "nemotron", "nemotron_h",
+    "nemotron_h_moe", "exaone", "exaone4", "exaone-moe", "granite", "graniteswitch",
+    "granitehybrid", "granite_swa", "chameleon", "bailingmoe2", "seed_oss", "dots1", "arcee",
+    "afmoe", "laguna", "ernie4_5", "ernie4_5-moe", "paddleocr", "hunyuan-moe", "hunyuan_vl",
+    "hunyuan-dense", "hy_v3", "smollm3", "smallthinker", "grovemoe", "apertus", "minimax-01",
+    "minimax-m2", "minimax-m3", "cogvlm", "pangu-embedded", "qwen3next", "qwen35", "qwen35moe",
+    "qwen4exp", "mistral3", "eagle3", "dflash", "spark2_5", "gemma", "gemma2", "gemma3",
+    "gemma3n", "gemma-embedding", "jamba", "bailingmoe", "gpt-oss", "falcon-h1", "lfm2",
+])
 
 # graph builders that assert GGML_ASSERT(n_embd_head == n_rot): RoPE over the whole head
-ROT_IS_HEAD = frozenset(["llama", "llama4", "llama-embed", "maincoder", "talkie", "deci", "baichuan", "falcon", "grok", "mellum", "qwen2", "dream", "llada", "llada-moe", "rnd1", "qwen2vl", "qwen2moe", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe", "qwen3tts", "pockettts", "plamo", "codeshell", "orion", "internlm2", "starcoder2", "xverse", "cohere2moe", "dbrx", "olmo", "olmo2", "olmoe", "arctic", "deepseek", "jais2", "nemotron", "exaone", "exaone4", "exaone-moe", "granite", "graniteswitch", "granite_swa", "chameleon", "seed_oss", "dots1", "arcee", "ernie4_5", "ernie4_5-moe", "paddleocr", "hunyuan-moe", "hunyuan_vl", "hunyuan-dense", "hy_v3", "smollm3", "smallthinker", "grovemoe", "apertus", "minimax-01", "minimax-m2", "cogvlm", "pangu-embedded", "mistral3"])
+ROT_IS_HEAD = frozenset([
+    "llama", "llama4", "llama-embed", "maincoder", "talkie", "deci", "baichuan", "falcon",
+    "grok", "mellum", "qwen2", "dream", "llada", "llada-moe", "rnd1", "qwen2vl", "qwen2moe",
+    "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe", "qwen3tts", "pockettts", "plamo",
+    "codeshell", "orion", "internlm2", "starcoder2", "xverse", "cohere2moe", "dbrx", "olmo",
+    "olmo2", "olmoe", "arctic", "deepseek", "jais2", "nemotron", "exaone", "exaone4",
+    "exaone-moe", "granite", "graniteswitch", "granite_swa", "chameleon", "seed_oss", "dots1",
+    "arcee", "ernie4_5", "ernie4_5-moe", "paddleocr", "hunyuan-moe", "hunyuan_vl",
+    "hunyuan-dense", "hy_v3", "smollm3", "smallthinker", "grovemoe", "apertus", "minimax-01",
+    "minimax-m2", "cogvlm", "pangu-embedded", "mistral3",
+])
 
 # no rotary embedding (llama_model_rope_type -> LLAMA_ROPE_TYPE_NONE); MLA attention keeps its
 # own RoPE head size (n_rot is checked against that, not against key_length)
-NO_ROPE = frozenset(["clip", "gpt2", "gptj", "mpt", "refact", "bloom", "mamba", "mamba2", "jamba", "jina-bert-v2", "t5", "t5encoder", "jais", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "wavtokenizer-dec", "nemotron_h", "nemotron_h_moe", "kimi-linear", "kimi-k3", "glm5-next"])
-MLA = frozenset(["deepseek2", "deepseek2-ocr", "deepseek32", "deepseek4", "dots3note", "glm-dsa", "mistral4", "minicpm3", "plm", "hy_v4", "kimi-linear", "kimi-k3", "glm5-next", "bailingmoe3", "mimo2"])
+NO_ROPE = frozenset([
+    "clip", "gpt2", "gptj", "mpt", "refact", "bloom", "mamba", "mamba2", "jamba",
+    "jina-bert-v2", "t5", "t5encoder", "jais", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7",
+    "wavtokenizer-dec", "nemotron_h", "nemotron_h_moe", "kimi-linear", "kimi-k3", "glm5-next",
+])
+MLA = frozenset([
+    "deepseek2", "deepseek2-ocr", "deepseek32", "deepseek4", "dots3note", "glm-dsa",
+    "mistral4", "minicpm3", "plm", "hy_v4", "kimi-linear", "kimi-k3", "glm5-next",
+    "bailingmoe3", "mimo2",
+])
 # M-RoPE: ggml's rope kernel asserts one of the first three sections is > 0
-MROPE = frozenset(["qwen2vl", "paddleocr", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen4exp", "qwen3tts"])
+MROPE = frozenset([
+    "qwen2vl", "paddleocr", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen4exp",
+    "qwen3tts",
+])
 
 # architectures whose tensors follow per-layer head counts (n_head(i), n_head_kv(i)); the rest
 # build every layer with layer 0's counts, so per-layer arrays must not vary
-PER_LAYER_HEADS = frozenset(["bailingmoe3", "deci", "dots3note", "gemma4-assistant", "gemma4", "glm5-next", "granitehybrid", "granite_swa", "graniteswitch", "granite", "jamba", "kimi-k3", "kimi-linear", "laguna", "lfm2", "lfm2moe", "mimo2", "nemotron_h", "nemotron_h_moe", "openelm", "plamo2", "plamo3", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "spark2_5", "step35", "falcon-h1", "mamba", "mamba2", "qwen3next", "qwen35", "qwen35moe", "qwen4exp"])
+PER_LAYER_HEADS = frozenset([
+    "bailingmoe3", "deci", "dots3note", "gemma4-assistant", "gemma4", "glm5-next",
+    "granitehybrid", "granite_swa", "graniteswitch", "granite", "jamba", "kimi-k3",
+    "kimi-linear", "laguna", "lfm2", "lfm2moe", "mimo2", "nemotron_h", "nemotron_h_moe",
+    "openelm", "plamo2", "plamo3", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "spark2_5",
+    "step35", "falcon-h1", "mamba", "mamba2", "qwen3next", "qwen35", "qwen35moe", "qwen4exp",
+])
 
 # load_arch_tensors: GGML_ASSERT(n_expert > 0 && n_expert_used > 0)
-NEEDS_EXPERTS = frozenset(["smallthinker", "llada-moe", "bailingmoe2", "grovemoe", "glm4moe"])
+NEEDS_EXPERTS = frozenset([
+    "smallthinker", "llada-moe", "bailingmoe2", "grovemoe", "glm4moe",
+])
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def _type_name(vtype: int) -> str:
@@ -79,7 +141,7 @@ def _type_name(vtype: int) -> str:
             }.get(vtype, "an unknown type")
 
 
-class _Model:
+class ModelMeta:
     """Typed access to a parsed file's metadata, failing the way llama.cpp's getters would."""
 
     def __init__(self, parsed: ParsedGGUF, name: str) -> None:
@@ -150,7 +212,7 @@ def check_model(parsed: ParsedGGUF, name: str) -> None:
     ``parsed``: the walk of a file ggml's reader accepts (:func:`desktop.core.gguf_container.read_container`);
     ``name``: the file name for the message. Raises :class:`GGUFError` (one sentence).
     """
-    m = _Model(parsed, name)
+    m = ModelMeta(parsed, name)
     if _split_part(m) > 0:
         return  # a later part of a split model: its metadata lives in part 1
     arch = m.string("general.architecture", "architecture")
@@ -174,7 +236,7 @@ def check_model(parsed: ParsedGGUF, name: str) -> None:
         check_hparams(m, arch)
 
 
-def _split_part(m: _Model) -> int:
+def _split_part(m: ModelMeta) -> int:
     """split.no of a split model's part (0 for part 1 or a whole file); llama.cpp reads split.no
     and split.count as 16-bit numbers, and ``gguf_get_val_u16`` asserts on any other type."""
     if not m.has("split.count") and not m.has("split.no"):
@@ -186,14 +248,14 @@ def _split_part(m: _Model) -> int:
 
 def check_split_part(parsed: ParsedGGUF, name: str) -> None:
     """For a split model's later parts: llama.cpp reads their split.no with an assert on its type."""
-    m = _Model(parsed, name)
+    m = ModelMeta(parsed, name)
     m.u16("split.no", "part number", required=True)
 
 
 # -- model parameters ---------------------------------------------------------------------------
 
 
-def check_hparams(m: _Model, arch: str) -> None:
+def check_hparams(m: ModelMeta, arch: str) -> None:
     """``llama_model_base::load_hparams`` and what the graph builders assert on its results."""
 
     def k(suffix: str) -> str:
@@ -308,7 +370,7 @@ def check_hparams(m: _Model, arch: str) -> None:
             raise m.fail("its number of attention heads is not a multiple of its key-value heads")
 
 
-def _check_experts(m: _Model, arch: str, n_layer: int) -> None:
+def _check_experts(m: ModelMeta, arch: str, n_layer: int) -> None:
     """load_hparams' mixture-of-experts asserts (src/llama-model.cpp)."""
 
     def k(suffix: str) -> str:
@@ -324,10 +386,11 @@ def _check_experts(m: _Model, arch: str, n_layer: int) -> None:
     if n_expert > LLAMA_MAX_EXPERTS:
         raise m.fail(f"it claims {n_expert:,} experts, more than llama.cpp's {LLAMA_MAX_EXPERTS:,}")
     if used_max > n_expert:
-        raise m.fail(f"it uses {used_max:,} experts per token but has {n_expert:,}")
+        raise m.fail(f"it uses {_n(used_max, 'expert')} per token but has {n_expert:,}")
     if n_expert > 0:
         if used_max == 0:
-            raise m.fail(f"it has {n_expert:,} experts but uses none of them (expert_used_count)")
+            raise m.fail(f"it has {_n(n_expert, 'expert')} but uses none of them "
+                         "(expert_used_count)")
         if groups >= n_expert:
             raise m.fail(f"it has {groups:,} expert groups for {n_expert:,} experts")
         if groups > 1 and (n_expert % groups or group_used == 0 or group_used >= groups):
@@ -345,7 +408,7 @@ def _check_experts(m: _Model, arch: str, n_layer: int) -> None:
         raise m.fail("its number of experts per group (experts_per_group) is 0")
 
 
-def _check_floats(m: _Model, arch: str) -> None:
+def _check_floats(m: ModelMeta, arch: str) -> None:
     """Every decimal model parameter is a number; norm epsilons are >= 0 (ggml's norm kernels
     assert ``eps >= 0.0f``, which a NaN fails too)."""
     prefix = f"{arch}."
@@ -366,7 +429,7 @@ def _check_floats(m: _Model, arch: str) -> None:
             raise m.fail(f"its normalization epsilon ({what}) is negative")
 
 
-def _check_arch(m: _Model, arch: str, *, n_layer: int, n_embd: int) -> None:
+def _check_arch(m: ModelMeta, arch: str, *, n_layer: int, n_embd: int) -> None:
     """Asserts in single architectures' load_arch_hparams, load_arch_tensors and graphs that
     depend only on model parameters (src/models/<arch>.cpp)."""
 
@@ -378,7 +441,7 @@ def _check_arch(m: _Model, arch: str, *, n_layer: int, n_embd: int) -> None:
         vals = list(sections.values or ()) if isinstance(sections, GGUFArray) else \
             [sections] * 4 if isinstance(sections, int) else []
         if not any(isinstance(x, (int, float)) and x > 0 for x in vals[:3]):
-            raise m.fail("its multi-axis RoPE sections (rope.dimension_sections) are all zero")
+            raise m.fail("its multi-axis RoPE sections (rope.dimension_sections) are missing or all zero")
     if arch in ("rwkv6", "rwkv7") and m.has(k("token_shift_count")):
         if m.u32(k("token_shift_count"), "token shift count") != 2:
             raise m.fail("its token shift count must be 2")
@@ -430,145 +493,3 @@ def _check_arch(m: _Model, arch: str, *, n_layer: int, n_embd: int) -> None:
             raise m.fail("its KDA gate lower bound is not negative")
     if arch == "eagle3" and n_layer != 1:
         raise m.fail("an EAGLE-3 draft model has exactly one layer")
-
-
-# -- tokenizer ---------------------------------------------------------------------------------
-
-
-def check_vocab(m: _Model) -> None:
-    """``llama_vocab::impl::load`` and the tokenizers: what aborts, throws through the C API
-    (tokenize, token_to_piece) or loops forever (src/llama-vocab.cpp)."""
-    model = m.string("tokenizer.ggml.model", "tokenizer type", required=True)
-    assert model is not None
-    if model in NO_VOCAB_MODELS:
-        raise GGUFError(
-            f"{m.name} has no tokenizer (its tokenizer type is '{shown(model)}'), so Based cannot "
-            "use it. Pick a model file with a tokenizer."
-        )
-    if model not in TOKENIZER_MODELS:
-        raise m.fail(f"its tokenizer type '{shown(model)}' is not one llama.cpp knows")
-    m.string("tokenizer.ggml.pre", "pre-tokenizer type")
-    tokens_v = m.kv.get("tokenizer.ggml.tokens")
-    if not isinstance(tokens_v, GGUFArray) or tokens_v.subtype != STR:
-        raise m.fail("it has no token list (tokenizer.ggml.tokens)")
-    tokens: list[bytes] = tokens_v.raw or []
-    n = len(tokens)
-    if n == 0:
-        raise m.fail("its vocabulary (tokenizer.ggml.tokens) is empty")
-    for key, what in (("tokenizer.ggml.add_bos_token", "add-BOS flag"),
-                      ("tokenizer.ggml.add_eos_token", "add-EOS flag"),
-                      ("tokenizer.ggml.add_sep_token", "add-separator flag"),
-                      ("tokenizer.ggml.add_space_prefix", "add-space-prefix flag"),
-                      ("tokenizer.ggml.remove_extra_whitespaces", "whitespace flag")):
-        m.boolean(key, what)
-    types_v = m.kv.get("tokenizer.ggml.token_type")
-    toktypes: Sequence[int] = ()
-    if isinstance(types_v, GGUFArray) and types_v.subtype == I32 and types_v.values is not None:
-        toktypes = types_v.values
-
-    # every token text must be distinct: GGML_ASSERT(id_to_token.size() == token_to_id.size()),
-    # with empty texts renamed "[EMPTY_<id>]" first
-    token_set = set(tokens)
-    if b"" in token_set or len(token_set) != n:
-        seen: set[bytes] = set()
-        for i, t in enumerate(tokens):
-            t = t or f"[EMPTY_{i}]".encode()
-            if t in seen:
-                text = shown(t.decode("utf-8", "replace"))
-                raise m.fail(f"its vocabulary lists the token '{text}' twice")
-            seen.add(t)
-    if model == "bert" and any(t == TOKEN_TYPE_BYTE for t in toktypes[:n]):
-        raise m.fail("its WordPiece vocabulary has byte tokens, which llama.cpp cannot decode")
-    if model == "llama":
-        # the SPM tokenizer writes text it cannot split into tokens as byte tokens "<0xXX>" (or
-        # the byte itself); a byte with neither throws through llama_tokenize
-        # (unordered_map::at in llama_vocab::byte_to_token), which ends the process
-        missing = [b for b in _UTF8_BYTES
-                   if b"<0x%02X>" % b not in token_set and bytes([b]) not in token_set]
-        if missing:
-            raise m.fail(
-                f"its SentencePiece vocabulary lacks {len(missing)} of the byte tokens, so some "
-                "text would crash the tokenizer"
-            )
-    if model == "rwkv":
-        singles = {_rwkv_unescape(t) for t in tokens if len(t) <= 8}
-        if any(bytes([b]) not in singles for b in _UTF8_BYTES):
-            # llm_tokenizer_rwkv_session::tokenize never gets past such a byte
-            raise m.fail("its RWKV vocabulary lacks single-byte tokens, so some text would hang "
-                         "the tokenizer")
-    _check_special_tokens(m, model, n)
-
-
-_DEFAULT_SPECIAL = {  # (bos, eos, sep) per tokenizer type before the file's own ids
-    "llama": (1, 2, None), "bert": (101, None, 102), "gpt2": (11, 11, None),
-    "hybriddna": (11, 11, None), "whitespace": (11, 11, None), "t5": (None, 1, None),
-    "rwkv": (None, None, None), "test": (None, None, None), "plamo2": (1, 2, None),
-    "gemma4": (None, None, None),
-}
-_DEFAULT_ADD = {  # (add_bos, add_eos, add_sep)
-    "llama": (True, False, False), "bert": (True, False, True), "t5": (False, True, False),
-    "rwkv": (False, False, False),
-}
-
-
-def _check_special_tokens(m: _Model, model: str, n: int) -> None:
-    """The tokenizer asserts BOS/EOS/SEP exist when it is told to add them (llama_vocab::
-    impl::tokenize: GGML_ASSERT(special_bos_id != LLAMA_TOKEN_NULL) and kin)."""
-    bos, eos, sep = _DEFAULT_SPECIAL.get(model, (None, None, None))
-
-    def resolve(default: int | None, key: str, what: str) -> int | None:
-        if default is not None and default >= n:
-            default = None  # "default special token ... out of vocab range, disabling"
-        v = m.u32(key, what)
-        if v is None or v >= n:
-            return default  # "bad special token ... using default id"
-        return v
-
-    bos = resolve(bos, "tokenizer.ggml.bos_token_id", "BOS token id")
-    eos = resolve(eos, "tokenizer.ggml.eos_token_id", "EOS token id")
-    sep = resolve(sep, "tokenizer.ggml.seperator_token_id", "separator token id")
-    for key in ("eot", "eom", "unknown", "padding", "cls", "mask", "fim_pre", "fim_suf", "fim_mid",
-                "fim_pad", "fim_rep", "fim_sep", "prefix", "suffix", "middle"):
-        m.u32(f"tokenizer.ggml.{key}_token_id", f"{key} token id")
-    add_bos, add_eos, _add_sep = _DEFAULT_ADD.get(model, (False, False, False))
-    v = m.kv.get("tokenizer.ggml.add_eos_token")
-    add_eos = v if isinstance(v, bool) else add_eos
-    pre = m.kv.get("tokenizer.ggml.pre")
-    if model in ("gpt2", "hybriddna", "whitespace") and pre in _BPE_PRE_ADDS_BOS:
-        add_bos = True
-    v = m.kv.get("tokenizer.ggml.add_bos_token")
-    add_bos = v if isinstance(v, bool) else add_bos
-    if model == "gemma4" or (model == "gpt2" and pre == "gemma4"):
-        add_bos = True  # "override ... to 'true' for Gemma4"
-    if model in ("llama", "t5", "gpt2", "hybriddna", "whitespace", "gemma4"):
-        if add_bos and bos is None:
-            raise m.fail("its tokenizer adds a BOS token but has none")
-        if add_eos and eos is None:
-            raise m.fail("its tokenizer adds an EOS token but has none")
-    if model == "bert" and (bos is None or sep is None):
-        raise m.fail("its WordPiece tokenizer lacks the BOS or separator token it adds")
-
-
-def _rwkv_unescape(text: bytes) -> bytes:
-    """llama_unescape_rwkv_token: the bytes an RWKV vocabulary entry stands for."""
-    out = bytearray()
-    escaping = False
-    hex_left = hex_acc = 0
-    for c in text:
-        if hex_left:
-            hex_acc = ((hex_acc << 4) + (c - 87 if c >= 0x61 else c - 48)) & 0xFF
-            hex_left -= 1
-            if not hex_left:
-                out.append(hex_acc)
-                hex_acc = 0
-        elif escaping:
-            if c == 0x78:  # x
-                hex_left = 2
-            else:
-                out.append({0x74: 9, 0x6E: 10, 0x72: 13}.get(c, c))
-            escaping = False
-        elif c == 0x5C:  # backslash
-            escaping = True
-        else:
-            out.append(c)
-    return bytes(out)
