@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -339,11 +340,14 @@ F32_FEW = (math.nan, -math.inf, -1.0, 0.0)
 SPECIAL_IDS = ("bos", "eos", "unknown", "padding", "eot", "seperator")
 
 
-def build_corpus(bases: dict[str, Path], *, seed: int = 1234, n_random: int = 150) -> Corpus:
+def build_corpus(bases: dict[str, Path], *, seed: int = 1234, n_random: int = 150,
+                 arch_specs: dict[str, dict[str, Any]] | None = None) -> Corpus:
     """Every kind of damage, from valid tiny llama models written by tinymodel.
 
     ``bases``: "spm" (SentencePiece tokenizer; every kind is built from it) and optionally
-    "bpe" and "llama3" (byte-level BPE without and with an added BOS: tokenizer cases)."""
+    "bpe" and "llama3" (byte-level BPE without and with an added BOS: tokenizer cases).
+    ``arch_specs`` (tests/gguf_arch_specs.py): tiny models of other architectures, each loaded
+    valid and with the damage their own graphs are sensitive to."""
     rnd = random.Random(seed)
     c = Corpus()
     docs = {name: parse(path) for name, path in bases.items()}
@@ -362,7 +366,63 @@ def build_corpus(bases: dict[str, Path], *, seed: int = 1234, n_random: int = 15
     for arch in LLAMA_CPP_ARCHS:
         c.add("architecture", arch, with_arch(spm, arch))
     _random_cases(c, list(docs.values()), rnd, n_random)
+    for arch, spec in sorted((arch_specs or {}).items()):
+        _arch_model_cases(c, arch, spec, spm, rnd)
     return c
+
+
+def _arch_model_cases(c: Corpus, arch: str, spec: dict[str, Any], base: Doc,
+                      rnd: random.Random) -> None:
+    from tests.gguf_arch_specs import build
+
+    doc = build(arch, base, spec)
+
+    def a(key: str) -> str:
+        return f"{arch}.{key}"
+
+    def add(name: str, d: Doc, expect: str = "") -> None:
+        c.add("arch-model", f"{arch}-{name}", d, expect)
+
+    add("valid", doc)
+    d = doc.copy()
+    d.tensors = [t for t in d.tensors
+                 if not re.fullmatch(rb"blk\.0\.attn_(q|k|v|qkv)\.weight", t.name)]
+    add("no-attention-in-layer-0", d, "error")
+    for one_d, t in enumerate(doc.tensors):
+        if len(t.dims) != 1:
+            continue
+        for ttype in (1, 30):  # F16, BF16
+            d = doc.copy()
+            d.tensors[one_d] = replace(t, ttype=ttype, raw=bytes(2 * t.dims[0]))
+            add(f"{t.name.decode()}-type-{ttype}", d, "refused")
+        break
+    emb = next(i for i, t in enumerate(doc.tensors) if t.name == b"token_embd.weight")
+    for ttype, width in ((24, 1), (28, 8)):
+        d = doc.copy()
+        e = d.tensors[emb]
+        d.tensors[emb] = replace(e, ttype=ttype, raw=bytes(math.prod(e.dims) * width))
+        add(f"token_embd-type-{ttype}", d, "refused")
+    for key, vtype, values in (
+        ("rope.dimension_count", U32, (0, 8, 15)), ("attention.key_length", U32, (8,)),
+        ("attention.value_length", U32, (8,)), ("attention.key_length_swa", U32, (8,)),
+        ("attention.sliding_window_pattern", U32, (1, 3)), ("attention.sliding_window", U32, (0, 4)),
+        ("attention.head_count", U32, (0,)), ("context_length", U32, (1,)),
+        ("expert_count", U32, (2,)), ("attention.layer_norm_epsilon", F32, (math.nan, -1.0)),
+        ("attention.layer_norm_rms_epsilon", F32, (math.nan,)),
+    ):
+        for v in values:
+            add(f"{key}-{v}", doc.copy().set(a(key), vtype, v))
+    add("head_count_kv-mixed", doc.copy().set(a("attention.head_count_kv"), ARR, [2, 1], U32))
+    add("head_count-mixed", doc.copy().set(a("attention.head_count"), ARR, [2, 4], U32))
+    add("swa-pattern-none", doc.copy().set(a("attention.sliding_window_pattern"), ARR,
+                                           [False, False], BOOL))
+    keys = [(k, U32) for k in ARCH_KEYS_U32] + [(k, F32) for k in ARCH_KEYS_F32]
+    for i in range(4):
+        d = doc.copy()
+        for _ in range(rnd.randint(1, 2)):
+            key, t2 = rnd.choice(keys)
+            d.set(a(key), t2, rnd.choice(U32_VALUES) if t2 == U32 else rnd.choice(F32_VALUES))
+        add(f"random-{i}", d)
 
 
 def _mut(doc: Doc, **kw: Any) -> Doc:

@@ -62,8 +62,10 @@ ARCHITECTURES = frozenset([
 ])
 
 # graph builders that assert n_embd_head_k == n_embd_head_v (GGML_ASSERT(n_embd_head ==
-# hparams.n_embd_head_k()) and kin), plus those whose build_qkv takes one head size for K and V
-# (gemma*, jamba, bailingmoe, gpt-oss, falcon-h1, lfm2): a mismatch fails a reshape assert.
+# hparams.n_embd_head_k()) and kin; architectures that borrow another's graph with
+# "using graph = ..." in src/models/models.h count too), plus those whose build_qkv takes one head
+# size for K and V (gemma*, jamba, bailingmoe, gpt-oss, falcon-h1, lfm2): a mismatch fails a
+# reshape assert.
 SAME_KV_HEAD = frozenset([
     "llama", "llama4", "llama-embed", "maincoder", "talkie", "deci", "baichuan", "falcon",
     "grok", "starcoder", "refact", "bert", "modern-bert", "neo-bert", "eurobert", "bloom",
@@ -80,6 +82,8 @@ SAME_KV_HEAD = frozenset([
     "minimax-m2", "minimax-m3", "cogvlm", "pangu-embedded", "qwen3next", "qwen35", "qwen35moe",
     "qwen4exp", "mistral3", "eagle3", "dflash", "spark2_5", "gemma", "gemma2", "gemma3",
     "gemma3n", "gemma-embedding", "jamba", "bailingmoe", "gpt-oss", "falcon-h1", "lfm2",
+    "jina-bert-v2", "jina-bert-v3", "nomic-bert", "nomic-bert-moe", "phimoe", "t5encoder",
+    "granitemoe", "minicpm",
 ])
 
 # graph builders that assert GGML_ASSERT(n_embd_head == n_rot): RoPE over the whole head
@@ -92,7 +96,7 @@ ROT_IS_HEAD = frozenset([
     "exaone-moe", "granite", "graniteswitch", "granite_swa", "chameleon", "seed_oss", "dots1",
     "arcee", "ernie4_5", "ernie4_5-moe", "paddleocr", "hunyuan-moe", "hunyuan_vl",
     "hunyuan-dense", "hy_v3", "smollm3", "smallthinker", "grovemoe", "apertus", "minimax-01",
-    "minimax-m2", "cogvlm", "pangu-embedded", "mistral3",
+    "minimax-m2", "cogvlm", "pangu-embedded", "mistral3", "granitemoe", "minicpm",
 ])
 
 # no rotary embedding (llama_model_rope_type -> LLAMA_ROPE_TYPE_NONE); MLA attention keeps its
@@ -113,15 +117,37 @@ MROPE = frozenset([
     "qwen3tts",
 ])
 
-# architectures whose tensors follow per-layer head counts (n_head(i), n_head_kv(i)); the rest
-# build every layer with layer 0's counts, so per-layer arrays must not vary
+# architectures whose load_arch_tensors follow per-layer head counts (n_head(i), n_head_kv(i),
+# n_embd_k_gqa(i)); standard-attention architectures outside this list build every layer with
+# layer 0's counts while the KV cache follows the per-layer ones, so their arrays must not vary
 PER_LAYER_HEADS = frozenset([
-    "bailingmoe3", "deci", "dots3note", "gemma4-assistant", "gemma4", "glm5-next",
-    "granitehybrid", "granite_swa", "graniteswitch", "granite", "jamba", "kimi-k3",
-    "kimi-linear", "laguna", "lfm2", "lfm2moe", "mimo2", "nemotron_h", "nemotron_h_moe",
-    "openelm", "plamo2", "plamo3", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "spark2_5",
-    "step35", "falcon-h1", "mamba", "mamba2", "qwen3next", "qwen35", "qwen35moe", "qwen4exp",
+    "deci", "plamo2", "plamo3", "gemma4", "gemma4-assistant", "jamba", "openelm", "dots3note",
+    "nemotron_h", "nemotron_h_moe", "granitehybrid", "laguna", "lfm2", "lfm2moe", "mimo2",
+    "step35", "spark2_5",
 ])
+
+# layers without attention heads at all (recurrent): a head count of 0 is theirs to have
+RECURRENT = frozenset([
+    "mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "wavtokenizer-dec",
+])
+
+# architectures with sliding-window attention layers (swa_type set in load_arch_hparams): always,
+# or only when attention.sliding_window is above 0 (exaone4: only its 64-layer model). A
+# sliding_window_pattern that leaves no layer sliding-window fails
+# GGML_ASSERT(hparams.is_swa_any()) when the KV cache is made.
+SWA_ALWAYS = frozenset([
+    "cohere2", "cohere2moe", "dots3note", "exaone-moe", "gemma-embedding", "gemma2", "gemma3n",
+    "gemma4-assistant", "gemma4", "granite_swa", "maple", "mimo2", "muse-glimmer", "gpt-oss",
+    "spark2_5", "step35",
+])
+SWA_IF_WINDOW = frozenset([
+    "afmoe", "gemma3", "laguna", "llama4", "mellum", "modern-bert", "olmo2", "plamo3",
+    "smallthinker",
+])
+
+# tensor types ggml cannot multiply or look up rows in on the CPU (integers, F64, and Q8_1, which
+# only ever holds activations): a weight of such a type crashes the process at the first use
+UNUSABLE_WEIGHT_TYPES = {24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 9: "Q8_1"}
 
 # load_arch_tensors: GGML_ASSERT(n_expert > 0 && n_expert_used > 0)
 NEEDS_EXPERTS = frozenset([
@@ -311,6 +337,9 @@ def check_hparams(m: ModelMeta, arch: str) -> None:
                       ("rope.scaling.alpha", "RoPE scaling alpha")):
         m.f32(k(key), what)
 
+    if k("attention.head_count") in m.types and n_head[0] == 0 and arch not in RECURRENT \
+            and arch not in PER_LAYER_HEADS:
+        raise m.fail("its number of attention heads (attention.head_count) is 0")
     head_k = head_v = n_rot = 0
     if n_head[0] > 0:
         head_k = m.u32(k("attention.key_length"), "key head size") or n_embd // n_head[0]
@@ -334,6 +363,7 @@ def check_hparams(m: ModelMeta, arch: str) -> None:
 
     _check_floats(m, arch)
     _check_arch(m, arch, n_layer=n_layer, n_embd=n_embd)
+    _check_tensors(m, arch, n_layer)
 
     # graph builders and kernels
     if n_head[0] > 0:
@@ -342,9 +372,12 @@ def check_hparams(m: ModelMeta, arch: str) -> None:
                 f"its key and value head sizes differ ({head_k} and {head_v}), which the "
                 f"{arch} architecture does not support"
             )
-        if arch in SAME_KV_HEAD and head_k_swa is not None and head_v_swa is not None \
-                and head_k_swa != head_v_swa:
-            raise m.fail("its sliding-window key and value head sizes differ")
+        swa_k = head_k if head_k_swa is None else head_k_swa
+        swa_v = head_v if head_v_swa is None else head_v_swa
+        if arch in SAME_KV_HEAD and swa_k != swa_v and _has_swa(m, arch, n_layer):
+            raise m.fail(
+                f"its sliding-window key and value head sizes differ ({swa_k} and {swa_v})"
+            )
         if arch in ROT_IS_HEAD and n_rot != head_v:
             raise m.fail(
                 f"its RoPE dimension count ({n_rot}) differs from its head size ({head_v}), "
@@ -353,12 +386,14 @@ def check_hparams(m: ModelMeta, arch: str) -> None:
         if arch not in NO_ROPE and arch not in MLA:
             for rot, head, what in ((n_rot, head_k, ""),
                                     (n_rot_swa, head_k_swa or head_k, "sliding-window ")):
-                if rot is not None and (rot > head or rot % 2):
+                # n_dims 0 never finishes the rope kernel; odd or larger than the head fails
+                # GGML_ASSERT(n_dims % 2 == 0) / (n_dims <= ne0)
+                if rot is not None and (rot == 0 or rot > head or rot % 2):
                     raise m.fail(
-                        f"its {what}RoPE dimension count ({rot}) must be even and at most its "
-                        f"head size ({head})"
+                        f"its {what}RoPE dimension count ({rot}) must be even, above 0 and at "
+                        f"most its head size ({head})"
                     )
-    if arch not in PER_LAYER_HEADS:
+    if arch not in PER_LAYER_HEADS and (arch in SAME_KV_HEAD or arch in ROT_IS_HEAD):
         for counts, what in ((n_head, "attention heads"), (n_head_kv, "key-value heads")):
             if len(set(counts)) > 1:
                 raise m.fail(
@@ -491,5 +526,47 @@ def _check_arch(m: ModelMeta, arch: str, *, n_layer: int, n_embd: int) -> None:
         lb = m.f32(k("kda.gate_lower_bound"), "KDA gate lower bound")
         if lb is not None and not lb < 0:
             raise m.fail("its KDA gate lower bound is not negative")
+    if m.has(k("attention.sliding_window_pattern")) and _has_swa(m, arch, n_layer):
+        pattern = m.kv[k("attention.sliding_window_pattern")]
+        if isinstance(pattern, GGUFArray):
+            no_swa = pattern.values is not None and not any(pattern.values)
+        else:
+            no_swa = pattern == 1
+        if no_swa:
+            raise m.fail("its sliding-window pattern (attention.sliding_window_pattern) leaves "
+                         "no layer with sliding-window attention")
     if arch == "eagle3" and n_layer != 1:
         raise m.fail("an EAGLE-3 draft model has exactly one layer")
+
+
+def _has_swa(m: ModelMeta, arch: str, n_layer: int) -> bool:
+    """Whether llama.cpp gives this model sliding-window attention layers."""
+    window = m.kv.get(f"{arch}.attention.sliding_window")
+    window = window if isinstance(window, int) and not isinstance(window, bool) else 0
+    return (arch in SWA_ALWAYS or (arch in SWA_IF_WINDOW and window > 0)
+            or (arch == "exaone4" and n_layer == 64))
+
+
+def _check_tensors(m: ModelMeta, arch: str, n_layer: int) -> None:
+    """Tensors that load but crash the first computation: 1-D weights and biases (norms, biases,
+    scales) that are not F32 (ggml's CPU add and mul abort: "binary_op: unsupported types"),
+    weights of a type ggml cannot multiply or look rows up in (segfault or abort), and a phi3
+    layer without attention weights (llama.cpp accepts it and dereferences a null tensor)."""
+    names = set()
+    for (tname, _n, ttype), shape in zip(m.parsed.tensors, m.parsed.shapes, strict=True):
+        names.add(tname)
+        # "Most of the codebase that takes in 1D tensors or norms only handles F32 tensors"
+        # (llama.cpp's converter); index tensors such as an EAGLE-3 draft's d2t (I64) are fine
+        if len(shape) <= 1 and ttype != 0 and tname.endswith((".weight", ".bias")):
+            raise m.fail(f"its tensor {shown(tname)} is not stored as F32, which llama.cpp needs "
+                         "for one-dimensional tensors")
+        if ttype in UNUSABLE_WEIGHT_TYPES and tname.endswith(".weight"):
+            raise m.fail(f"its tensor {shown(tname)} is stored as "
+                         f"{UNUSABLE_WEIGHT_TYPES[ttype]}, which llama.cpp cannot compute with")
+    split = m.kv.get("split.count", 1)
+    if arch in ("phi3", "pockettts") and not (isinstance(split, int) and split > 1):
+        for i in range(n_layer):
+            fused = f"blk.{i}.attn_qkv.weight" in names
+            apart = all(f"blk.{i}.attn_{x}.weight" in names for x in "qkv")
+            if not (fused or apart):
+                raise m.fail(f"layer {i} has no attention weights (blk.{i}.attn_qkv.weight)")

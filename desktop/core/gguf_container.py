@@ -119,6 +119,7 @@ class ParsedGGUF:
         alignment: int = DEFAULT_ALIGNMENT,
         data_offset: int = 0,
         size: int = 0,
+        shapes: list[tuple[int, ...]] | None = None,
     ) -> None:
         self.version = version
         self.kv = kv  # key -> int | float | bool | str | GGUFArray
@@ -127,6 +128,7 @@ class ParsedGGUF:
         self.alignment = alignment
         self.data_offset = data_offset
         self.size = size
+        self.shapes = shapes or []  # each tensor's dimensions, in the order of ``tensors``
 
 
 class _Cursor:
@@ -326,6 +328,7 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
         )
     infos: list[tuple[str, int, int, int]] = []  # name, offset, bytes, ggml type
     tensors: list[tuple[str, int, int]] = []
+    shapes: list[tuple[int, ...]] = []
     names: set[bytes] = set()
     for _ in range(n_tensors):
         raw_name = c.string("tensor list")
@@ -369,6 +372,7 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
         nbytes = n_el // block * type_size
         infos.append((tname, offset, nbytes, ttype))
         tensors.append((tname, n_el, ttype))
+        shapes.append(tuple(ne))
     data_offset = c.pos
     if n_tensors:
         data_offset = (c.pos + alignment - 1) // alignment * alignment
@@ -400,6 +404,6 @@ def _walk(mm: Any, size: int, name: str) -> ParsedGGUF:
                 f"in the file (its data alignment is {alignment}), so llama.cpp cannot map it"
             )
     return ParsedGGUF(version, kv, types, tensors, alignment=alignment, data_offset=data_offset,
-                   size=size)
+                      size=size, shapes=shapes)
 
 

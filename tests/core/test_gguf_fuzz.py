@@ -3,7 +3,9 @@
 The corpus (tests/gguf_corpus.py) is built at test time from three valid tiny models (SentencePiece,
 byte-level BPE, Llama-3-style BPE) with a fixed seed: header, key-value entries, tensor infos,
 alignment, truncations, byte flips, model parameters, tokenizers, every llama.cpp architecture name,
-and random combinations. Each file is validated, loaded, tokenized, generated from and scored in a
+and random combinations; plus tiny models of 29 other architectures (tests/gguf_arch_specs.py:
+gemma 1-3, phi-2/3, qwen2/3, olmo, gpt-2, falcon, ...), valid and damaged in the ways their own
+graphs are sensitive to. Each file is validated, loaded, tokenized, generated from and scored in a
 child process (tests/gguf_fuzz_runner.py), so an abort shows up as a failed file, not a dead test
 run.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from desktop.core.tinymodel import build_tiny_model, vocab_file
+from tests.gguf_arch_specs import load_specs
 from tests.gguf_corpus import Case, build_corpus, tiny_vocab_file
 from tests.gguf_fuzz_runner import Outcome, run_batch
 
@@ -26,7 +29,7 @@ _BYTES_REPR = re.compile(r"(?<![\w'])b['\"]")  # a Python bytes literal, like b'
 BASES = (("spm", "llama-spm", 400), ("bpe", "qwen2", 600), ("llama3", "llama-bpe", 600))
 KINDS = {"valid": 3, "header": 15, "kv": 25, "alignment": 15, "tensor-info": 30,
          "truncation": 30, "byte-flip": 60, "model-param": 400, "vocab": 150,
-         "architecture": 150, "random": 100}
+         "architecture": 150, "random": 100, "arch-model": 500}
 
 
 def _bases(out: Path) -> dict[str, Path]:
@@ -42,7 +45,7 @@ def _bases(out: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Case, Path]]:
     out = tmp_path_factory.mktemp("gguf-fuzz")
-    return build_corpus(_bases(out), seed=SEED).write(out / "corpus")
+    return build_corpus(_bases(out), seed=SEED, arch_specs=load_specs()).write(out / "corpus")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def test_corpus_covers_every_kind_and_is_reproducible(
     counts = collections.Counter(c.kind for c, _ in corpus)
     for kind, at_least in KINDS.items():
         assert counts[kind] >= at_least, (kind, counts[kind])
-    again = build_corpus(_bases(tmp_path), seed=SEED).cases
+    again = build_corpus(_bases(tmp_path), seed=SEED, arch_specs=load_specs()).cases
     assert [(c.name, c.data) for c in again] == [(c.name, c.data) for c, _ in corpus]
 
 
@@ -93,4 +96,8 @@ def test_the_valid_bases_load_and_generate(
     kinds_loaded = {c.kind for (c, _), o in zip(corpus, outcomes, strict=True)
                     if o.outcome == "loaded"}
     # the corpus is not all refusals: harmless changes still load
-    assert {"model-param", "vocab", "byte-flip", "random", "architecture"} <= kinds_loaded
+    assert {"model-param", "vocab", "byte-flip", "random", "architecture", "arch-model"} <= \
+        kinds_loaded
+    arch_valid = [o.outcome for (c, _), o in zip(corpus, outcomes, strict=True)
+                  if c.kind == "arch-model" and c.name.endswith("-valid")]
+    assert arch_valid == ["loaded"] * len(load_specs())
