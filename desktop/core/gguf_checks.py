@@ -126,6 +126,12 @@ PER_LAYER_HEADS = frozenset([
     "step35", "spark2_5",
 ])
 
+# graphs that reshape with each layer's own head count while the tensors keep layer 0's (the
+# granite graph, which granitemoe and minicpm borrow; seen failing ggml_reshape's assert)
+GRAPH_PER_LAYER_HEADS = frozenset([
+    "granite", "granitemoe", "minicpm", "granite_swa", "graniteswitch",
+])
+
 # layers without attention heads at all (recurrent): a head count of 0 is theirs to have
 RECURRENT = frozenset([
     "mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7", "wavtokenizer-dec",
@@ -384,8 +390,10 @@ def check_hparams(m: ModelMeta, arch: str) -> None:
                 f"which the {arch} architecture does not support"
             )
         if arch not in NO_ROPE and arch not in MLA:
-            for rot, head, what in ((n_rot, head_k, ""),
-                                    (n_rot_swa, head_k_swa or head_k, "sliding-window ")):
+            rots: list[tuple[int | None, int, str]] = [(n_rot, head_k, "")]
+            if _has_swa(m, arch, n_layer):
+                rots.append((n_rot_swa, head_k_swa or head_k, "sliding-window "))
+            for rot, head, what in rots:
                 # n_dims 0 never finishes the rope kernel; odd or larger than the head fails
                 # GGML_ASSERT(n_dims % 2 == 0) / (n_dims <= ne0)
                 if rot is not None and (rot == 0 or rot > head or rot % 2):
@@ -394,7 +402,10 @@ def check_hparams(m: ModelMeta, arch: str) -> None:
                         f"most its head size ({head})"
                     )
     if arch not in PER_LAYER_HEADS and (arch in SAME_KV_HEAD or arch in ROT_IS_HEAD):
-        for counts, what in ((n_head, "attention heads"), (n_head_kv, "key-value heads")):
+        uniform = [(n_head_kv, "key-value heads")]  # the KV cache follows them per layer
+        if arch in GRAPH_PER_LAYER_HEADS:
+            uniform.append((n_head, "attention heads"))
+        for counts, what in uniform:
             if len(set(counts)) > 1:
                 raise m.fail(
                     f"its number of {what} changes from layer to layer, which the {arch} "

@@ -358,3 +358,84 @@ def test_archives_and_other_weights(tmp_path: Path) -> None:
               "Get a GGUF version of the model.")
     _not_gguf(tmp_path, "noise.gguf", bytes(range(200, 256)) * 4,
               "its first bytes are not those of a GGUF file")
+
+
+# -- what fuzzing other architectures found (tests/gguf_arch_specs.py) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def arch_docs(base: Path) -> dict[str, Doc]:
+    from tests.gguf_arch_specs import build, load_specs
+
+    b = parse(base)
+    return {arch: build(arch, b, spec) for arch, spec in load_specs().items()}
+
+
+def test_every_architecture_model_passes(tmp_path: Path, arch_docs: dict[str, Doc]) -> None:
+    for arch, d in arch_docs.items():
+        assert validate_gguf(_write(tmp_path, d, f"{arch}.gguf")).architecture == arch
+
+
+@pytest.mark.parametrize(("ttype", "shown"), [(1, "F16"), (30, "BF16"), (8, "Q8_0")])
+def test_one_dimensional_weights_must_be_f32(tmp_path: Path, doc: Doc, ttype: int,
+                                             shown: str) -> None:
+    from dataclasses import replace
+
+    i = next(i for i, t in enumerate(doc.tensors) if t.name == b"blk.0.attn_norm.weight")
+    raw = bytes(64 if ttype != 8 else 34)
+    doc.tensors[i] = replace(doc.tensors[i], ttype=ttype, raw=raw)
+    _refused(_write(tmp_path, doc), "tensor blk.0.attn_norm.weight is not stored as F32")
+
+
+@pytest.mark.parametrize(("ttype", "width", "shown"), [(24, 1, "I8"), (26, 4, "I32"),
+                                                       (28, 8, "F64")])
+def test_weights_of_types_ggml_cannot_compute_with(tmp_path: Path, doc: Doc, ttype: int,
+                                                   width: int, shown: str) -> None:
+    from dataclasses import replace
+
+    i = next(i for i, t in enumerate(doc.tensors) if t.name == b"token_embd.weight")
+    t = doc.tensors[i]
+    doc.tensors[i] = replace(t, ttype=ttype, raw=bytes(t.dims[0] * t.dims[1] * width))
+    _refused(_write(tmp_path, doc), f"token_embd.weight is stored as {shown}, which llama.cpp "
+                                    "cannot compute with")
+
+
+def test_rope_dimension_zero_would_hang(tmp_path: Path, arch_docs: dict[str, Doc]) -> None:
+    d = arch_docs["gemma"].copy().set("gemma.rope.dimension_count", U32, 0)
+    _refused(_write(tmp_path, d), "RoPE dimension count (0) must be even, above 0 and at most "
+                                  "its head size (16)")
+    d = arch_docs["gemma"].copy().set("gemma.rope.dimension_count", U32, 8)  # partial RoPE is fine
+    validate_gguf(_write(tmp_path, d, "partial.gguf"))
+
+
+def test_sliding_window_pattern_without_sliding_window_layers(
+    tmp_path: Path, arch_docs: dict[str, Doc]
+) -> None:
+    d = arch_docs["gemma2"].copy().set("gemma2.attention.sliding_window_pattern", U32, 1)
+    _refused(_write(tmp_path, d), "leaves no layer with sliding-window attention")
+    d = arch_docs["gemma2"].copy().set("gemma2.attention.sliding_window_pattern", U32, 2)
+    validate_gguf(_write(tmp_path, d, "two.gguf"))
+
+
+def test_sliding_window_head_sizes(tmp_path: Path, arch_docs: dict[str, Doc]) -> None:
+    d = arch_docs["cohere2"].copy().set("cohere2.attention.key_length_swa", U32, 8)
+    _refused(_write(tmp_path, d), "sliding-window key and value head sizes differ (8 and 16)")
+    d = arch_docs["qwen2"].copy().set("qwen2.attention.key_length_swa", U32, 8)  # no SWA layers
+    validate_gguf(_write(tmp_path, d, "no-swa.gguf"))
+
+
+def test_phi3_layer_without_attention_weights(tmp_path: Path, arch_docs: dict[str, Doc]) -> None:
+    d = arch_docs["phi3"].copy()
+    d.tensors = [t for t in d.tensors if t.name != b"blk.1.attn_qkv.weight"]
+    _refused(_write(tmp_path, d), "layer 1 has no attention weights")
+
+
+def test_head_count_zero_and_granite_per_layer_heads(
+    tmp_path: Path, doc: Doc, arch_docs: dict[str, Doc]
+) -> None:
+    _refused(_write(tmp_path, doc.set("llama.attention.head_count", U32, 0)),
+             "number of attention heads (attention.head_count) is 0")
+    d = arch_docs["granite"].copy().set("granite.attention.head_count", ARR, [2, 4], U32)
+    _refused(_write(tmp_path, d, "granite.gguf"), "attention heads changes from layer to layer")
+    d = arch_docs["qwen2"].copy().set("qwen2.attention.head_count", ARR, [2, 4], U32)
+    validate_gguf(_write(tmp_path, d, "qwen2.gguf"))  # its graph keeps layer 0's count
