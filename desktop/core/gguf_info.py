@@ -1,54 +1,24 @@
 """GGUF inspection without loading weights, and validation before llama.cpp sees a file.
 
-llama.cpp asserts (and so kills the process) on some malformed files, and the ``gguf`` reader can
-attempt huge allocations on hostile input. :func:`validate_gguf` therefore walks the header with
-bounds checks first; only a file that passes is handed to ``gguf.GGUFReader`` (memory-mapped).
+llama.cpp asserts (and so kills the process) on malformed files and on out-of-range model
+parameters. :func:`read_gguf` reads a file's metadata the way ggml's own reader does
+(:mod:`desktop.core.gguf_container`); :func:`validate_gguf` also checks the model itself
+(:mod:`desktop.core.gguf_checks`) before anything is handed to llama.cpp.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
-import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from desktop.core.errors import GGUFError
+from desktop.core.errors import GGUFError  # noqa: F401  (re-exported for callers)
+from desktop.core.gguf_container import GGUFArray, ParsedGGUF, human_bytes, read_container
 from desktop.core.types import GGUFInfo
 
-GGUF_MAGIC = b"GGUF"
-SUPPORTED_VERSIONS = (2, 3)
-MAX_KV = 1_000_000
-MAX_TENSORS = 1_000_000
-MAX_DIMS = 4
-DEFAULT_ALIGNMENT = 32
-
-# GGUF value types -> struct format for scalars
-_SCALARS = {
-    0: "B",
-    1: "b",
-    2: "H",
-    3: "h",
-    4: "I",
-    5: "i",
-    6: "f",
-    7: "?",
-    10: "Q",
-    11: "q",
-    12: "d",
-}
-_STRING, _ARRAY = 8, 9
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} TB"
-
+_check_structure = read_container  # the container walk, under its old name
 
 def size_label_from_params(n: int) -> str:
     if n <= 0:
@@ -82,211 +52,33 @@ def quant_from_filename(name: str) -> str | None:
     return {"FP16": "F16", "FP32": "F32"}.get(q, q)
 
 
-class _ArrayLen(int):
-    """A skipped array: only its length is kept."""
-
-
-_KEEP_ARRAYS = {"tokenizer.ggml.tokens", "tokenizer.chat_templates"}
-
-
-class _Parsed:
-    def __init__(
-        self,
-        version: int,
-        kv: dict[str, Any],
-        tensors: list[tuple[str, int, int]],
-        types: dict[str, int] | None = None,
-    ) -> None:
-        self.version = version
-        self.kv = kv
-        self.tensors = tensors  # (name, n_elements, ggml type)
-        self.types = types or {}  # key -> GGUF value type
-
-
-class _Cursor:
-    def __init__(self, buf: Any, size: int, name: str) -> None:
-        self.buf, self.size, self.pos, self.name = buf, size, 0, name
-
-    def need(self, n: int, what: str) -> None:
-        if n < 0 or self.pos + n > self.size:
-            raise GGUFError(
-                f"{self.name} is truncated: its {what} runs past the end of the file "
-                f"(byte {self.pos + max(n, 0):,} of {self.size:,}). Download it again."
-            )
-
-    def unpack(self, fmt: str, what: str) -> Any:
-        n = struct.calcsize("<" + fmt)
-        self.need(n, what)
-        v = struct.unpack_from("<" + fmt, self.buf, self.pos)[0]
-        self.pos += n
-        return v
-
-    def string(self, what: str) -> bytes:
-        n = self.unpack("Q", what)
-        self.need(n, what)
-        v = bytes(self.buf[self.pos : self.pos + n])
-        self.pos += n
-        return v
-
-    def skip_value(self, vtype: int, what: str, depth: int = 0, keep: bool = False) -> Any:
-        """Read (or skip) one value. Arrays are skipped, returning their length, unless ``keep``
-        asks for a string array's items."""
-        if vtype in _SCALARS:
-            return self.unpack(_SCALARS[vtype], what)
-        if vtype == _STRING:
-            return self.string(what)
-        if vtype == _ARRAY:
-            if depth > 2:
-                raise GGUFError(f"{self.name} is damaged: its metadata nests arrays too deeply.")
-            sub = self.unpack("I", what)
-            count = self.unpack("Q", what)
-            if sub in _SCALARS:
-                width = struct.calcsize("<" + _SCALARS[sub])
-                self.need(count * width, what)
-                self.pos += count * width
-                return _ArrayLen(count)
-            if sub not in (_STRING, _ARRAY):
-                raise GGUFError(f"{self.name} is damaged: its metadata has an unknown value type.")
-            if count > self.size:
-                self.need(count, what)
-            if keep and sub == _STRING:
-                return [self.string(what).decode("utf-8", "replace") for _ in range(count)]
-            for _ in range(count):
-                self.skip_value(sub, what, depth + 1)
-            return _ArrayLen(count)
-        raise GGUFError(
-            f"{self.name} is damaged: its metadata has an unknown value type ({vtype})."
-        )
-
-
 def validate_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     """Check everything llama.cpp would assert on, then read the file's metadata.
 
-    Raises :class:`GGUFError` with one sentence naming the file and the problem. Part 1 of a
-    split model (``name-00001-of-00003.gguf``) is read with all its parts and describes the whole
-    model; a later part opened alone, a missing or a mismatched part is refused
-    (:mod:`desktop.core.gguf_split`).
+    Two layers, both taken from the llama.cpp that llama-cpp-python 0.3.36 vendors: the container
+    as ggml's gguf reader (``ggml/src/gguf.cpp``) and llama.cpp's loader check it (see
+    :func:`read_gguf`), then the model itself: architecture, model parameters and tokenizer as
+    ``llama_model::load_hparams``, the architectures' graph builders and ``llama_vocab::load``
+    assert on them (:func:`desktop.core.gguf_checks.check_model`). A file that passes loads
+    without aborting the process; one that does not gets one sentence.
+
+    Part 1 of a split model (``name-00001-of-00003.gguf``) is read with all its parts and
+    describes the whole model; a later part opened alone, a missing or a mismatched part is
+    refused (:mod:`desktop.core.gguf_split`).
+
+    Raises :class:`GGUFError` with one sentence naming the file and the problem.
     """
-    info = read_gguf(path)
-    if info.split_count > 1:  # before any check that needs the model's keys: parts 2+ have none
+    from desktop.core.gguf_checks import check_model
+
+    p = Path(path)
+    parsed = read_container(p)
+    check_model(parsed, p.name or str(p))
+    info = _info(p, parsed)
+    if info.split_count > 1:  # parts 2+ hold only split.* keys: put the whole model together
         from desktop.core.gguf_split import read_whole_model
 
         return read_whole_model(info)
     return info
-
-
-def _check_structure(path: str | os.PathLike[str]) -> _Parsed:
-    import gguf
-
-    p = Path(path)
-    name = p.name or str(p)
-    if not p.exists():
-        raise GGUFError(f"{name} was not found. Check the path and try again.")
-    if p.is_dir():
-        raise GGUFError(f"{name} is a folder, not a model file. Pick a .gguf file inside it.")
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise GGUFError(f"{name} cannot be read ({exc.strerror}). Check its permissions.") from exc
-    if size == 0:
-        raise GGUFError(
-            f"{name} is empty (0 bytes): the download probably failed. Download it again."
-        )
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(4)
-            if head != GGUF_MAGIC:
-                if len(head) < 4 and GGUF_MAGIC.startswith(head):
-                    raise GGUFError(
-                        f"{name} is truncated: it ends inside its header. Download it again."
-                    )
-                raise GGUFError(
-                    f"{name} is not a GGUF model file (it starts with {head!r}). "
-                    "Based runs GGUF files: pick a .gguf file."
-                )
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _walk(mm, size, name, gguf)
-    except GGUFError:
-        raise
-    except OSError as exc:
-        raise GGUFError(f"{name} cannot be read ({exc.strerror or exc}).") from exc
-
-
-def _walk(mm: Any, size: int, name: str, gguf: Any) -> _Parsed:
-    c = _Cursor(mm, size, name)
-    c.pos = 4
-    version = c.unpack("I", "header")
-    if version not in SUPPORTED_VERSIONS:
-        if version & 0xFFFF == 0 and version >> 16 in SUPPORTED_VERSIONS:
-            raise GGUFError(
-                f"{name} is a big-endian GGUF file, which Based cannot run on this computer."
-            )
-        raise GGUFError(
-            f"{name} uses GGUF version {version}, which Based cannot read (it reads versions 2 and 3). "
-            "Get a newer conversion of the model."
-        )
-    n_tensors = c.unpack("Q", "header")
-    n_kv = c.unpack("Q", "header")
-    if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
-        raise GGUFError(
-            f"{name} is damaged: its header claims {n_tensors:,} tensors and {n_kv:,} metadata entries."
-        )
-    kv: dict[str, Any] = {"GGUF.version": version}
-    types: dict[str, int] = {}
-    for _ in range(n_kv):
-        key = c.string("metadata").decode("utf-8", "replace")
-        vtype = c.unpack("I", "metadata")
-        value = c.skip_value(vtype, "metadata", keep=key in _KEEP_ARRAYS)
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        kv[key] = value
-        types[key] = vtype
-    alignment = kv.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or isinstance(alignment, (bool, _ArrayLen)):
-        alignment = DEFAULT_ALIGNMENT
-    if alignment <= 0 or alignment & (alignment - 1):
-        raise GGUFError(
-            f"{name} is damaged: its data alignment ({alignment}) is not a power of two."
-        )
-    tensors: list[tuple[str, int, int]] = []
-    tinfo: list[tuple[str, int, int]] = []
-    for _ in range(n_tensors):
-        tname = c.string("tensor list").decode("utf-8", "replace")
-        n_dims = c.unpack("I", "tensor list")
-        if n_dims == 0 or n_dims > MAX_DIMS:
-            raise GGUFError(f"{name} is damaged: tensor {tname} has {n_dims} dimensions.")
-        n_el = 1
-        for _d in range(n_dims):
-            dim = c.unpack("Q", "tensor list")
-            if dim == 0 or dim > 1 << 40:
-                raise GGUFError(f"{name} is damaged: tensor {tname} has an impossible shape.")
-            n_el *= dim
-        ttype = c.unpack("I", "tensor list")
-        offset = c.unpack("Q", "tensor list")
-        try:
-            block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ttype)]
-        except (ValueError, KeyError) as exc:
-            raise GGUFError(
-                f"{name} uses a tensor type ({ttype}) that this version of Based does not know. "
-                "Update Based or pick another quantization."
-            ) from exc
-        if n_el % block:
-            raise GGUFError(
-                f"{name} is damaged: tensor {tname} does not fit its quantization blocks."
-            )
-        if offset % alignment:
-            raise GGUFError(f"{name} is damaged: tensor {tname} is not aligned.")
-        tensors.append((tname, offset, n_el // block * type_size))
-        tinfo.append((tname, n_el, ttype))
-    data_start = (c.pos + alignment - 1) // alignment * alignment
-    if tensors:
-        needed = max(data_start + off + nbytes for _, off, nbytes in tensors)
-        if needed > size:
-            raise GGUFError(
-                f"{name} is truncated: its tensor data needs {human_bytes(needed)} but the file has "
-                f"{human_bytes(size)}. Download it again."
-            )
-    return _Parsed(version, kv, tinfo, types)
 
 
 def _str(kv: dict[str, Any], key: str) -> str:
@@ -296,12 +88,17 @@ def _str(kv: dict[str, Any], key: str) -> str:
 
 def _int(kv: dict[str, Any], key: str) -> int | None:
     v = kv.get(key)
-    if isinstance(v, (bool, _ArrayLen)) or not isinstance(v, int):
+    if isinstance(v, bool) or not isinstance(v, int):
         return None
     return v
 
 
-def _file_type_name(parsed: _Parsed) -> str:
+def _strings(kv: dict[str, Any], key: str) -> list[str]:
+    v = kv.get(key)
+    return v.values if isinstance(v, GGUFArray) and isinstance(v.values, list) else []
+
+
+def _file_type_name(parsed: ParsedGGUF) -> str:
     import gguf
 
     ft = _int(parsed.kv, "general.file_type")
@@ -321,20 +118,28 @@ def _file_type_name(parsed: _Parsed) -> str:
     return counts.most_common(1)[0][0] if counts else ""
 
 
-def read_gguf(path: str | os.PathLike[str], *, _validated: bool = False) -> GGUFInfo:
+def read_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     """Read a GGUF file's metadata without loading weights.
 
-    The header is walked with bounds checks over a memory map (see :func:`validate_gguf`); value
-    types, quantization sizes and file-type names come from the ``gguf`` package. We do not use
-    ``gguf.GGUFReader`` here because it builds a numpy view per array item: 6.8 s for a
-    151k-token vocabulary, against 0.3 s for this walk.
+    The header is walked with bounds checks over a memory map, refusing what ggml's own gguf
+    reader refuses (duplicate or empty keys, nested arrays, a general.alignment that is not a
+    32-bit power of two, tensor names of 64 bytes or more, duplicate tensor names, tensor data
+    out of order, overlapping or outside the file; see :func:`_walk`). Model parameters are not
+    checked here: :func:`validate_gguf` does that before a load. Value types, quantization sizes
+    and file-type names come from the ``gguf`` package. We do not use ``gguf.GGUFReader`` because
+    it builds a numpy view per array item: 6.8 s for a 151k-token vocabulary, against ~0.3 s for
+    this walk.
+
+    Raises :class:`GGUFError` with one sentence naming the file and the problem.
     """
     p = Path(path)
-    parsed = _check_structure(p)
+    return _info(p, read_container(p))
+
+
+def _info(p: Path, parsed: ParsedGGUF) -> GGUFInfo:
     kv = parsed.kv
     arch = _str(kv, "general.architecture")
-    tokens = kv.get("tokenizer.ggml.tokens")
-    tokens = tokens if isinstance(tokens, list) else []
+    tokens = _strings(kv, "tokenizer.ggml.tokens")
 
     def tok(idx: int | None) -> str:
         return tokens[idx] if idx is not None and 0 <= idx < len(tokens) else ""
@@ -360,7 +165,7 @@ def read_gguf(path: str | os.PathLike[str], *, _validated: bool = False) -> GGUF
     split_no, split_count, split_tensors = split_fields(kv, parsed.types, p.name)
     return GGUFInfo(
         path=str(p),
-        file_size=p.stat().st_size,
+        file_size=parsed.size,
         version=parsed.version,
         name=_str(kv, "general.name") or p.stem,
         architecture=arch,
@@ -394,13 +199,12 @@ def read_tensor_infos(path: str | os.PathLike[str]) -> list[tuple[str, int, int]
     """One file's tensors as (name, element count, ggml type id), checked like :func:`read_gguf`.
 
     Used to put the parts of a split model together (:mod:`desktop.core.gguf_split`)."""
-    return list(_check_structure(path).tensors)
+    return list(read_container(path).tensors)
 
 
 def read_vocab(path: str | os.PathLike[str]) -> list[str]:
     """The model's vocabulary, token by token (validated first)."""
-    tokens = _check_structure(path).kv.get("tokenizer.ggml.tokens")
-    return list(tokens) if isinstance(tokens, list) else []
+    return list(_strings(read_container(path).kv, "tokenizer.ggml.tokens"))
 
 
 def info_to_dict(info: GGUFInfo) -> dict[str, Any]:
