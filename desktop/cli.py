@@ -226,7 +226,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 stats = engine.last_stats
                 where = engine.info.backend
             results[side] = {"prompt": rendered.text, "text": "".join(parts),
-                             "stats": {**stats.to_dict(), "device": where}}
+                             "stats": {**stats.to_dict(), "backend": where, "device": where}}
             if not args.json:
                 _out(
                     f"\n-- {stats.prompt_tokens} prompt tokens, first token after "
@@ -249,6 +249,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    # Before Qt is imported: Qt aborts the process when its display platform cannot load.
+    from desktop.ui.qt_platform import platform_problem
+
+    problem = platform_problem()
+    if problem:
+        raise BasedError(problem)
     try:
         app = importlib.import_module("desktop.ui.app")
     except ImportError as exc:
@@ -332,8 +338,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tell_user(message: str) -> None:
+    """One line for the user on stderr; a message box from a windowed Windows app (no stderr)."""
+    if sys.stderr is not None:
+        print(f"based: {message}", file=sys.stderr, flush=True)
+    elif os.name == "nt":
+        import ctypes
+
+        ctypes.windll.user32.MessageBoxW(None, message, "Based", 0x10)  # type: ignore[attr-defined]
+
+
+def unsupported_cpu() -> int | None:
+    """Below the processor floor (x86-64-v2), say so in one sentence and return the exit code.
+
+    Runs before NumPy, Qt or llama.cpp are imported: on such a processor they would stop the
+    process with an illegal instruction (see desktop.core.cpu)."""
+    from desktop.core.cpu import cpu_floor_message
+
+    message = cpu_floor_message()
+    if message is None:
+        return None
+    tell_user(message)
+    return EXIT_USER_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(os.environ.get("BASED_DEBUG"))
+    refused = unsupported_cpu()
+    if refused is not None:
+        return refused
     try:
         parser = build_parser()
         args = parser.parse_args(list(argv) if argv is not None else None)
