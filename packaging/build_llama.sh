@@ -9,6 +9,7 @@
 #                                                 CPU-variant list applied; print the source path
 #   packaging/build_llama.sh --print-sdist        download/verify the sdist; print its path
 #   packaging/build_llama.sh --print-cache-dir    where builds are cached
+#   packaging/build_llama.sh --print-key          the cache key of this build (its inputs' hash)
 #
 # The flags come from packaging/llama_cmake_args.txt (GGML_NATIVE=OFF, GGML_BACKEND_DL=ON,
 # GGML_CPU_ALL_VARIANTS=ON, ...) plus BASED_LLAMA_CMAKE_ARGS (e.g. "-DGGML_VULKAN=ON").
@@ -153,9 +154,10 @@ case "${1:-}" in
     --source) check_host; SDIST="$(fetch_sdist)"; unpack_source "${2:?--source needs a folder}"; exit 0 ;;
     --print-cache-dir) echo "$CACHE"; exit 0 ;;
     --print-sdist) check_host; fetch_sdist; exit 0 ;;
+    --print-key) check_host; cache_key; exit 0 ;;
     --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}" ;;
     "") ;;
-    *) echo "usage: $0 [--wheelhouse DIR | --print-cmake-args | --print-sdist | --print-cache-dir]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--wheelhouse DIR | --print-cmake-args | --print-cpu-variants | --source DIR | --print-sdist | --print-cache-dir | --print-key]" >&2; exit 2 ;;
 esac
 
 check_host
@@ -173,7 +175,7 @@ WHEEL="$(wheel_in "$OUT")"
 if [[ -n "$WHEEL" ]]; then
     echo "build_llama.sh: cached portable llama-cpp-python $LLAMA_CPP_VERSION ($KEY)" >&2
 else
-    echo "build_llama.sh: building llama-cpp-python $LLAMA_CPP_VERSION from its sdist with portable CPU code ($KEY, -j$JOBS; about half an hour on 2 cores)" >&2
+    echo "build_llama.sh: building llama-cpp-python $LLAMA_CPP_VERSION from its sdist with portable CPU code ($KEY, -j$JOBS: about 12 CPU-minutes)" >&2
     mkdir -p "$CACHE/llama"
     WORK="$(mktemp -d "$CACHE/llama/.build-XXXXXX")"
     trap 'rm -rf "$WORK"' EXIT

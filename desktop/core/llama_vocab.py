@@ -212,11 +212,10 @@ def _llama() -> Any:
     import llama_cpp
 
     global _LOG_CALLBACK
-    _load_backends(llama_cpp)
-    _patch_llama_cpp(llama_cpp)
     if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
         # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
         # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.
+        # (First: loading the backends below logs which CPU variant was loaded.)
         def _quiet(level: int, text: bytes, user_data: Any) -> None:
             return None
 
@@ -224,6 +223,8 @@ def _llama() -> Any:
 
         _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+    _load_backends(llama_cpp)  # before the patch below reads the CPU backend's features
+    _patch_llama_cpp(llama_cpp)
     return llama_cpp
 
 
