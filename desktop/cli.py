@@ -306,7 +306,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 n_ctx = engine.info.n_ctx
             notes = [n for n in (prompt_note,) if n] + notes
             results[side] = {"prompt": rendered.text, "text": "".join(parts),
-                             "stats": {**stats.to_dict(), "device": where, "n_ctx": n_ctx},
+                             "stats": {**stats.to_dict(), "backend": where, "device": where,
+                                       "n_ctx": n_ctx},
                              "params": {f: getattr(params, f) for f in SAMPLING_FIELDS},
                              "notes": notes}
             if not args.json:
@@ -331,6 +332,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    # Before Qt is imported: Qt aborts the process when its display platform cannot load.
+    from desktop.ui.qt_platform import platform_problem
+
+    problem = platform_problem()
+    if problem:
+        raise BasedError(problem)
     try:
         app = importlib.import_module("desktop.ui.app")
     except ImportError as exc:
@@ -447,8 +454,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tell_user(message: str) -> None:
+    """One line for the user on stderr; a message box from a windowed Windows app (no stderr)."""
+    if sys.stderr is not None:
+        print(f"based: {message}", file=sys.stderr, flush=True)
+    elif os.name == "nt":
+        import ctypes
+
+        ctypes.windll.user32.MessageBoxW(None, message, "Based", 0x10)  # type: ignore[attr-defined]
+
+
+def unsupported_cpu() -> int | None:
+    """Below the processor floor (x86-64-v2), say so in one sentence and return the exit code.
+
+    Runs before NumPy, Qt or llama.cpp are imported: on such a processor they would stop the
+    process with an illegal instruction (see desktop.core.cpu)."""
+    from desktop.core.cpu import cpu_floor_message
+
+    message = cpu_floor_message()
+    if message is None:
+        return None
+    tell_user(message)
+    return EXIT_USER_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(os.environ.get("BASED_DEBUG"))
+    refused = unsupported_cpu()
+    if refused is not None:
+        return refused
     try:
         parser = build_parser()
         args = parser.parse_args(list(argv) if argv is not None else None)

@@ -3,7 +3,10 @@
 1. load the tiny model shipped in desktop/assets/selftest/ with llama.cpp;
 2. render a prompt through its chat template and tokenize it;
 3. generate a few tokens greedily;
-4. open the main window offscreen, show it, close it and check that no thread is left.
+4. open the main window offscreen, show it, close it and check that no thread is left;
+5. when a display is present (DISPLAY or WAYLAND_DISPLAY), open the window once more on the
+   display platform Qt picks for a normal start (xcb, wayland), in a child process: Qt aborts a
+   process whose platform plugin cannot load, and the offscreen step cannot see that.
 
 Prints exactly one line, ``based self-test: ok (...)`` with exit code 0, or
 ``based self-test: FAILED at <step>: <reason>`` with exit code 1.
@@ -14,13 +17,15 @@ Environment:
     BASED_SELFTEST_ONLY=window         only step 4: measures cold start to a shown window
 
 The window step runs with QT_QPA_PLATFORM=offscreen (unless set) and a throw-away BASED_HOME, so
-the user's settings and window geometry are never touched.
+the user's settings and window geometry are never touched. Step 5 runs this self-test again
+with BASED_SELFTEST_ONLY=window and BASED_SELFTEST_DISPLAY=1 (keep Qt's own platform choice).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -33,6 +38,7 @@ GEN_TOKENS = 8
 N_CTX = 256
 PROMPT = "Say hello in one word."
 WINDOW_TIMEOUT_S = 20.0
+DISPLAY_TIMEOUT_S = 90.0
 
 _T_IMPORT = time.perf_counter()
 
@@ -121,8 +127,7 @@ def check_model() -> dict[str, object]:
                 out["gen_tokens"] = stats.generated_tokens
                 out["tok_s"] = stats.tokens_per_second
         if not gpu and engine_mod.gpu_backend_available():
-            name = getattr(engine_mod, "_backend_name", lambda: "GPU")()
-            out["backend"] = f"CPU, {name} offload available"
+            out["backend"] = f"{out['backend']}, {engine_mod._backend_name()} offload available"
         return out
     except SelfTestFailure:
         raise
@@ -151,7 +156,8 @@ def _scratch_home() -> Iterator[Path]:
 def check_window() -> dict[str, object]:
     """Step 4: open the main window offscreen, wait until it is shown, close it, count threads."""
     step = "window"
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if not os.environ.get("BASED_SELFTEST_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     try:
         before = {t.ident for t in threading.enumerate()}
         with _scratch_home():
@@ -200,6 +206,43 @@ def check_window() -> dict[str, object]:
         raise SelfTestFailure(step, _reason(exc)) from exc
 
 
+def display_present() -> bool:
+    """A display to open windows on: DISPLAY or WAYLAND_DISPLAY, and no platform forced."""
+    forced = os.environ.get("QT_QPA_PLATFORM", "")
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and not forced
+
+
+def _self_command() -> list[str]:
+    if getattr(sys, "frozen", False):  # the bundle's own executable
+        return [sys.executable, "--self-test"]
+    return [sys.executable, "-m", "desktop", "--self-test"]
+
+
+def check_display() -> str:
+    """Step 5: the window on the real display platform, in a child process; returns its name."""
+    import subprocess
+
+    env = dict(os.environ, BASED_SELFTEST_ONLY="window", BASED_SELFTEST_DISPLAY="1")
+    env.pop("QT_QPA_PLATFORM", None)  # step 4 set offscreen for this process: Qt chooses again
+    try:
+        r = subprocess.run(_self_command(), env=env, capture_output=True, text=True,
+                           timeout=DISPLAY_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise SelfTestFailure("display", f"the window did not open within {DISPLAY_TIMEOUT_S:.0f} s") from exc
+    lines = r.stdout.strip().splitlines()
+    last = lines[-1] if lines else ""
+    if r.returncode == 0 and last.startswith("based self-test: ok"):
+        found = re.search(r"window ok on (\w+)", last)
+        return found.group(1) if found else "display"
+    prefix = "based self-test: FAILED at "
+    if last.startswith(prefix):
+        reason = last[len(prefix):].split(": ", 1)[-1]
+    else:  # Qt aborted: its last words are on stderr
+        err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        reason = f"Qt could not start on the display ({_one_line(err[-1]) if err else f'exit status {r.returncode}'})"
+    raise SelfTestFailure("display", reason)
+
+
 def _fmt_rate(x: object) -> str:
     v = float(x) if isinstance(x, (int, float)) else 0.0
     return f"{v:,.0f}" if v >= 10 else f"{v:.1f}"
@@ -211,6 +254,7 @@ def run() -> str:
     if only not in ("", "window"):
         raise SelfTestFailure("setup", f"BASED_SELFTEST_ONLY must be 'window', not {only!r}")
     parts: list[str] = []
+    display = not only and display_present()  # before the window step forces offscreen
     if not only:
         m = check_model()
         parts += [
@@ -220,10 +264,13 @@ def run() -> str:
         ]
     w = check_window()
     shown = w["shown_after_start_s"]
+    on = "" if w["platform"] == "offscreen" else f" on {w['platform']}"
     if isinstance(shown, float):
-        parts.append(f"window ok, shown {shown:.2f} s after start")
+        parts.append(f"window ok{on}, shown {shown:.2f} s after start")
     else:
-        parts.append(f"window ok, shown {float(w['shown_after_import_s']):.2f} s after import")  # type: ignore[arg-type]
+        parts.append(f"window ok{on}, shown {float(w['shown_after_import_s']):.2f} s after import")  # type: ignore[arg-type]
+    if display:
+        parts.append(f"display {check_display()} ok")
     if not only:
         parts.append(f"llama.cpp backend {m['backend']}")
     return ", ".join(parts)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# Only the standard library and desktop.cli's own light imports come before main(), whose first
+# step refuses a processor below Based's floor in one sentence (desktop.core.cpu), before NumPy,
+# Qt or llama.cpp could stop the process with an illegal instruction.
 from desktop.cli import gui_main, main
 
 if __name__ == "__main__":

@@ -4,12 +4,17 @@
 #   packaging/build_linux.sh            # -> dist/Based/ + dist/based_<ver>_<arch>.deb + .tar.gz
 #                                       #    + dist/Based-<ver>-<arch>.AppImage
 #
-# 1. creates a build virtualenv in build/venv (PYTHON=python3.x picks the interpreter),
-# 2. pip installs the project and PyInstaller into it (llama-cpp-python comes from pip's wheel
-#    cache when it was built before; CMAKE_ARGS selects a GPU backend, see docs/packaging.md),
+# 0. checks that this machine has the build tools and the system libraries Qt's display plugins
+#    need (they are bundled), and names the apt packages to install in one line if not,
+# 1. builds llama-cpp-python with portable CPU code (packaging/build_llama.sh: every x86-64
+#    CPU variant, chosen at run time; cached by its inputs outside the checkout; never pip's
+#    natively built wheel) into build/wheelhouse; BASED_LLAMA_CMAKE_ARGS (or CMAKE_ARGS) adds a
+#    GPU backend, e.g. "-DGGML_VULKAN=ON",
+# 2. creates a build virtualenv in build/venv (PYTHON=python3.x picks the interpreter) and
+#    installs that wheel, the project and PyInstaller into it,
 # 3. gathers licence notices, runs PyInstaller with packaging/based.spec -> dist/Based/,
-# 4. checks that no bundled library has a "not found" dependency and runs the bundle's
-#    `based --self-test` with an empty environment,
+# 4. checks that no bundled library has a "not found" dependency, that the CPU variants are
+#    bundled, and runs the bundle's `based --self-test` with an empty environment,
 # 5. packs an AppImage (packaging/appimage/build_appimage.sh: our runtime, needs squashfs-tools and
 #    the runtime's static libraries; BASED_NO_APPIMAGE=1 skips it), a .deb (installs to /opt/based,
 #    /usr/bin/based, desktop entry, icons, AppStream metainfo) and a portable .tar.gz.
@@ -28,7 +33,62 @@ cd "$ROOT"
 
 say() { printf '\n== %s\n' "$*"; }
 
-# -- 1. build venv --------------------------------------------------------------------------------
+# -- 0. the build machine -------------------------------------------------------------------------
+# The system libraries Qt's xcb and wayland platform plugins load (PyInstaller bundles the ones
+# a desktop may lack; the rest the .deb depends on). Without them here, the bundle cannot open a
+# window on a machine that lacks them too.
+QT_SYSTEM_LIBS="libGL.so.1 libEGL.so.1 libfontconfig.so.1 libfreetype.so.6 libdbus-1.so.3
+    libglib-2.0.so.0 libxkbcommon.so.0 libxkbcommon-x11.so.0 libxcb.so.1 libX11-xcb.so.1
+    libxcb-cursor.so.0 libxcb-icccm.so.4 libxcb-image.so.0 libxcb-keysyms.so.1 libxcb-randr.so.0
+    libxcb-render-util.so.0 libxcb-shape.so.0 libxcb-xkb.so.1 libxcb-util.so.1
+    libwayland-client.so.0 libwayland-cursor.so.0 libwayland-egl.so.1"
+check_build_host() {
+    local pkgs=()
+    command -v "$PY" >/dev/null 2>&1 || pkgs+=(python3)
+    "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
+    command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 \
+        || pkgs+=(build-essential)
+    command -v readelf >/dev/null 2>&1 && command -v strings >/dev/null 2>&1 || pkgs+=(binutils)
+    command -v ldd >/dev/null 2>&1 || pkgs+=(libc-bin)
+    if command -v "$PY" >/dev/null 2>&1; then
+        # shellcheck disable=SC2086
+        pkgs+=($(PYTHONPATH="$ROOT" "$PY" - $QT_SYSTEM_LIBS <<'EOF'
+import ctypes, os, sys
+from desktop.ui.qt_platform import debian_package
+for name in sys.argv[1:]:
+    try:
+        ctypes.CDLL(name, mode=os.RTLD_LAZY | os.RTLD_LOCAL)
+    except OSError:
+        print(debian_package(name))
+EOF
+))
+    fi
+    if [[ "${BASED_NO_APPIMAGE:-0}" != 1 ]] && command -v dpkg-query >/dev/null 2>&1; then
+        # the AppImage: mksquashfs, and the static libraries our runtime is linked from
+        local p
+        for p in squashfs-tools libc6-dev libsquashfuse-dev libfuse3-dev libzstd-dev liblz4-dev \
+                 liblzma-dev zlib1g-dev; do
+            [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || pkgs+=("$p")
+        done
+    fi
+    if ((${#pkgs[@]})); then
+        echo "build_linux.sh: this machine lacks what the build needs; install it with: sudo apt install ${pkgs[*]}" >&2
+        exit 2
+    fi
+}
+check_build_host
+
+# -- 1. llama-cpp-python with portable CPU code ---------------------------------------------------
+if [[ -n "${CMAKE_ARGS:-}" && -z "${BASED_LLAMA_CMAKE_ARGS:-}" ]]; then
+    export BASED_LLAMA_CMAKE_ARGS="$CMAKE_ARGS"  # a GPU backend on top of the portable CPU code
+fi
+unset CMAKE_ARGS
+say "llama-cpp-python with portable CPU code"
+WHEELHOUSE="$BUILD/wheelhouse"
+LLAMA_WHEEL="$("$ROOT/packaging/build_llama.sh" --wheelhouse "$WHEELHOUSE" | tail -1)"
+echo "$(basename "$LLAMA_WHEEL")"
+
+# -- 2. build venv: the portable wheel, the project, PyInstaller ----------------------------------
 if [[ "${BASED_FRESH_VENV:-0}" == 1 ]]; then rm -rf "$VENV"; fi
 if [[ ! -x "$VENV/bin/python" ]]; then
     say "creating the build virtualenv ($("$PY" --version))"
@@ -36,16 +96,19 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 VPY="$VENV/bin/python"
 "$VPY" -m pip install -q --upgrade pip
-
-# -- 2. project + pyinstaller ---------------------------------------------------------------------
 say "installing Based and PyInstaller into the build venv"
-PIP_ARGS=(-q)
-if [[ -n "${CMAKE_ARGS:-}" ]]; then
-    # pip's wheel cache does not key on CMAKE_ARGS: build llama-cpp-python afresh for a backend.
-    echo "CMAKE_ARGS=$CMAKE_ARGS: building llama-cpp-python from source"
-    PIP_ARGS+=(--no-cache-dir --no-binary llama-cpp-python)
-fi
-"$VPY" -m pip install "${PIP_ARGS[@]}" "$ROOT" "pyinstaller>=6.10"
+# The portable wheel replaces whatever llama-cpp-python the venv had (pip would keep an installed
+# natively built one of the same version); --only-binary keeps pip from building it again.
+"$VPY" -m pip install -q --no-deps --force-reinstall "$LLAMA_WHEEL"
+"$VPY" -m pip install -q --find-links "$WHEELHOUSE" --only-binary llama-cpp-python "$ROOT" "pyinstaller>=6.10"
+"$VPY" - <<'EOF'
+import pathlib, sys, llama_cpp
+lib = pathlib.Path(llama_cpp.__file__).parent / "lib"
+variants = sorted(p.name for p in lib.glob("libggml-cpu-*.so"))
+if not variants or (lib / "libggml-cpu.so").exists():
+    sys.exit(f"build_linux.sh: the build venv's llama-cpp-python is not the portable build ({lib})")
+print("CPU variants:", " ".join(v[len("libggml-cpu-"):-3] for v in variants))
+EOF
 VERSION="$("$VPY" -c 'from importlib.metadata import version; print(version("based"))')"
 ARCH="$(uname -m)"
 echo "based $VERSION on $ARCH, $("$VPY" -c 'import llama_cpp, PySide6; print("llama-cpp-python", llama_cpp.__version__, "PySide6", PySide6.__version__)')"
@@ -74,9 +137,13 @@ while IFS= read -r -d '' lib; do
         missing=1
     fi
 done < <(find "$BUNDLE/_internal" -type f \( -name '*.so' -o -name '*.so.*' \) -print0)
-for lib in "$BUNDLE"/_internal/llama_cpp/lib/libllama.so "$BUNDLE"/_internal/llama_cpp/lib/libggml-cpu.so; do
-    [[ -e "$lib" ]] || { echo "MISSING: ${lib#"$BUNDLE"/}"; missing=1; }
+[[ -e "$BUNDLE/_internal/llama_cpp/lib/libllama.so" ]] || { echo "MISSING: libllama.so"; missing=1; }
+for v in $("$ROOT/packaging/build_llama.sh" --print-cpu-variants); do
+    [[ -e "$BUNDLE/_internal/llama_cpp/lib/libggml-cpu-$v.so" ]] || { echo "MISSING: libggml-cpu-$v.so"; missing=1; }
 done
+if [[ -e "$BUNDLE/_internal/llama_cpp/lib/libggml-cpu.so" ]]; then
+    echo "NOT PORTABLE: the bundle holds a natively built libggml-cpu.so"; missing=1
+fi
 if [[ "$missing" == 1 ]]; then
     echo "some bundled libraries have unresolved dependencies (see above)" >&2
     exit 1

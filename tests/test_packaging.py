@@ -9,6 +9,7 @@ BASED_BUNDLE at the executable when it is not in dist/.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import shutil
@@ -134,6 +135,25 @@ def test_build_scripts_exist_and_parse() -> None:
     assert wf.count("--self-test") >= 3
 
 
+def test_llama_build_is_portable_and_shared() -> None:
+    """One list of CMake flags and CPU variants for every installer's llama.cpp (Linux, Windows)."""
+    script = ROOT / "packaging" / "build_llama.sh"
+    assert os.access(script, os.X_OK)
+    if not shutil.which("bash"):
+        pytest.skip("needs bash")
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    flags = subprocess.run([str(script), "--print-cmake-args"], capture_output=True, text=True,
+                           check=True, env={**os.environ, "BASED_LLAMA_CMAKE_ARGS": "-DGGML_VULKAN=ON"}).stdout.split()
+    for flag in ("-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON",
+                 "-DLLAVA_BUILD=OFF", "-DGGML_VULKAN=ON"):
+        assert flag in flags
+    assert not any("march=native" in f or f == "-DGGML_NATIVE=ON" for f in flags)
+    variants = subprocess.run([str(script), "--print-cpu-variants"], capture_output=True, text=True,
+                              check=True).stdout.split()
+    assert variants[0] == "sse42"  # the x86-64-v2 floor desktop.core.cpu checks
+    assert {"sandybridge", "haswell", "skylakex"} <= set(variants) and "x64" not in variants
+
+
 # -- the built bundle ---------------------------------------------------------------------------
 
 
@@ -186,16 +206,105 @@ def test_built_bundle_libraries_resolve(request: pytest.FixtureRequest) -> None:
     libs += sorted((internal / "PySide6" / "Qt" / "plugins" / "platforms").glob("*.so"))
     names = {p.name for p in libs}
     assert "libllama.so" in names and any(n.startswith("libggml-cpu") for n in names)
+    # portable CPU code: one module per x86-64 level, chosen at run time; no native build
+    variants = subprocess.run([str(ROOT / "packaging" / "build_llama.sh"), "--print-cpu-variants"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert {f"libggml-cpu-{v}.so" for v in variants} <= names, sorted(names)
+    assert "libggml-cpu.so" not in names
     assert "libqoffscreen.so" in names and "libqxcb.so" in names
     assert any(p.name.startswith(("libgomp", "libomp")) for p in internal.rglob("lib*omp*.so*"))
     # Qt's xcb/wayland plugins need the desktop's X11/Wayland client libraries, which every
     # desktop has and the .deb depends on; everything else must resolve inside the bundle.
     system = re.compile(r"lib(xcb|X11|xkbcommon|wayland|EGL|GL|GLX|OpenGL|fontconfig|freetype|dbus)")
     for lib in libs:
-        out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True).stdout
+        # llama-cpp-python loads llama.cpp from llama_cpp/lib, and libggml loads the CPU variant
+        # modules from there after libggml-base (which they need, by soname, without a RUNPATH)
+        env = {**os.environ, "LD_LIBRARY_PATH": str(lib.parent)} if lib.parent.name == "lib" else None
+        out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, env=env).stdout
         missing = [ln.split()[0] for ln in out.splitlines() if "not found" in ln]
         missing = [m for m in missing if not (lib.parent.name == "platforms" and system.match(m))]
         assert not missing, f"{lib.name}: {missing}"
     assert (internal / "desktop" / "assets" / "icons" / "based.svg").is_file()
     assert (internal / "desktop" / "assets" / "selftest" / "selftest.gguf").is_file()
     assert (internal / "licenses" / "THIRD_PARTY_NOTICES.md").is_file()
+
+
+# -- the built bundle on older processors (qemu-user) ---------------------------------------------
+
+QEMU = shutil.which("qemu-x86_64")
+LINUX_X86_64 = sys.platform.startswith("linux") and os.uname().machine == "x86_64"
+needs_qemu = pytest.mark.skipif(not (LINUX_X86_64 and QEMU), reason="needs qemu-user (apt install qemu-user)")
+# Emulated CPU -> the llama.cpp CPU variant the bundle must choose on it (and name).
+OLDER_CPUS = {"Haswell": "AVX2", "SandyBridge": "AVX", "Nehalem": "SSE4.2"}
+
+
+def _emulated(exe: Path, cpu: str, args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    """Run the bundle's executable with the whole process on an emulated ``cpu``.
+
+    PyInstaller's Linux bootloader (one-folder) sets LD_LIBRARY_PATH and restarts itself with
+    execvp; qemu-user lets an exec'd program run natively, so the app itself would escape the
+    emulation (and pass on any build). The bootloader skips the restart when the environment
+    says it already happened: _PYI_ARCHIVE_FILE names this executable and
+    _PYI_PARENT_PROCESS_LEVEL is -1 (PYI_PROCESS_LEVEL_PARENT_NEEDS_RESTART, bootloader/src/
+    pyi_main.c); LD_LIBRARY_PATH is then what the restart would have set."""
+    env = _clean_env(home)
+    env.update(
+        _PYI_ARCHIVE_FILE=str(exe.resolve()),
+        _PYI_PARENT_PROCESS_LEVEL="-1",
+        LD_LIBRARY_PATH=str(exe.resolve().parent / "_internal"),
+    )
+    assert QEMU
+    return subprocess.run([QEMU, "-cpu", cpu, str(exe.resolve()), *args], env=env, cwd=home,
+                          capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+
+
+def _program_stderr(r: subprocess.CompletedProcess[str]) -> list[str]:
+    return [ln for ln in r.stderr.splitlines()
+            if ln.strip() and not ln.startswith("qemu-x86_64: warning")  # features TCG leaves out
+            and "locale" not in ln.lower() and not ln.startswith(("Qt depends", "If this causes"))]
+
+
+@pytest.mark.slow
+@pytest.mark.bundle
+@needs_qemu
+@pytest.mark.parametrize("cpu", list(OLDER_CPUS))
+def test_bundle_generates_on_older_cpus(cpu: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The self-test (Q4_K and Q8_0 weights, 256 wide: llama.cpp's SIMD kernels) on an emulated
+    Haswell, Sandy Bridge and Nehalem. The variant it names proves the whole run was emulated:
+    outside qemu the build machine's own (wider) variant would be chosen."""
+    exe = _require_bundle(request)
+    r = _emulated(exe, cpu, ["--self-test"], tmp_path)
+    assert r.returncode == 0, f"{cpu}: exit {r.returncode}\n{r.stdout}{r.stderr}"
+    assert re.fullmatch(r"based self-test: ok \(.*8 tokens at .*window ok.*llama\.cpp backend "
+                        + re.escape(f"CPU ({OLDER_CPUS[cpu]})") + r"\)\n", r.stdout), r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.bundle
+@needs_qemu
+def test_bundle_compare_names_the_variant_on_an_older_cpu(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    exe = _require_bundle(request)
+    model = exe.resolve().parent / "_internal" / "desktop" / "assets" / "selftest" / "selftest.gguf"
+    r = _emulated(exe, "SandyBridge", ["compare", "--base", str(model), "--instruct", str(model),
+                                       "--mode", "raw", "--user", "Hi", "--max-tokens", "4", "--json"],
+                  tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(r.stdout)
+    for side in ("base", "instruct"):
+        assert data[side]["stats"]["backend"] == "CPU (AVX)"
+        assert data[side]["stats"]["generated_tokens"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.bundle
+@needs_qemu
+@pytest.mark.parametrize("cpu", ["core2duo", "qemu64"])
+def test_bundle_refuses_below_the_floor_in_one_sentence(cpu: str, tmp_path: Path,
+                                                        request: pytest.FixtureRequest) -> None:
+    exe = _require_bundle(request)
+    for args in (["--self-test"], []):  # the self-test and the window: no illegal instruction
+        r = _emulated(exe, cpu, args, tmp_path)
+        lines = _program_stderr(r)
+        assert r.returncode == 2, f"{cpu} {args}: exit {r.returncode}\n{r.stdout}{r.stderr}"
+        assert len(lines) == 1 and lines[0].startswith("based: This computer's processor lacks "), lines
+        assert "x86-64-v2" in lines[0] and "SSE4.2" in lines[0]

@@ -32,6 +32,7 @@ from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's
     _top_alts,
     _top_indices,
     _Vocab,
+    cpu_backend_name,
     default_threads,
     gpu_backend_available,
     release_compute_threads,
@@ -196,7 +197,7 @@ class Engine:
             n_threads=n_threads,
             gpu_requested=opts.n_gpu_layers != 0,
             gpu_used=gpu_ok and n_gpu != 0,
-            backend=_backend_name() if (gpu_ok and n_gpu != 0) else "CPU",
+            backend=_backend_name() if (gpu_ok and n_gpu != 0) else cpu_backend_name(),
             load_s=time.perf_counter() - t0,
             note=" ".join(notes),
         )

@@ -164,14 +164,64 @@ def _patch_llama_cpp(llama_cpp: Any) -> None:
     _PATCHED = True
 
 
+_BACKENDS_LOADED = False
+
+
+def _ggml_function(llama_cpp: Any, name: str) -> Any:
+    """A function of the libggml that libllama uses (not a second copy of the library).
+
+    dlsym on libllama's handle also searches the libraries it depends on (Linux, macOS); on
+    Windows GetProcAddress does not, but loading ggml.dll by its full path returns the module
+    libllama already loaded."""
+    lib = llama_cpp.llama_cpp._lib
+    try:
+        return getattr(lib, name)
+    except AttributeError:
+        pass
+    lib_dir = Path(llama_cpp.llama_cpp.__file__).resolve().parent / "lib"
+    for candidate in ("ggml.dll", "libggml.dll"):
+        if (lib_dir / candidate).is_file():
+            return getattr(ctypes.CDLL(str(lib_dir / candidate)), name)
+    raise AttributeError(name)
+
+
+def _load_backends(llama_cpp: Any) -> None:
+    """Load llama.cpp's dynamically loaded backends from llama_cpp/lib, once per process.
+
+    A portable build (``GGML_BACKEND_DL``, ``GGML_CPU_ALL_VARIANTS``; see packaging/
+    build_llama.sh) ships one ``libggml-cpu-<variant>`` per x86-64 level and registers no
+    backend until one is loaded. ``ggml_backend_load_all_from_path`` asks each variant for its
+    score on this CPU (CPUID) and loads the best. llama.cpp would otherwise search only the
+    executable's folder and the current folder, which hold no backends (and the current folder
+    is not ours to load code from). A build without ``GGML_BACKEND_DL`` has its CPU backend
+    registered already (count > 0): nothing to do."""
+    global _BACKENDS_LOADED
+    if _BACKENDS_LOADED:
+        return
+    _BACKENDS_LOADED = True
+    try:
+        count = _ggml_function(llama_cpp, "ggml_backend_reg_count")
+        load_all = _ggml_function(llama_cpp, "ggml_backend_load_all_from_path")
+    except (AttributeError, OSError):
+        return
+    count.argtypes = []
+    count.restype = ctypes.c_size_t
+    if count() > 0:
+        return
+    load_all.argtypes = [ctypes.c_char_p]
+    load_all.restype = None
+    lib_dir = Path(llama_cpp.llama_cpp.__file__).resolve().parent / "lib"
+    load_all(os.fsencode(lib_dir))
+
+
 def _llama() -> Any:
     import llama_cpp
 
     global _LOG_CALLBACK
-    _patch_llama_cpp(llama_cpp)
     if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
         # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
         # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.
+        # (First: loading the backends below logs which CPU variant was loaded.)
         def _quiet(level: int, text: bytes, user_data: Any) -> None:
             return None
 
@@ -179,6 +229,8 @@ def _llama() -> Any:
 
         _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+    _load_backends(llama_cpp)  # before the patch below reads the CPU backend's features
+    _patch_llama_cpp(llama_cpp)
     return llama_cpp
 
 
@@ -195,6 +247,48 @@ def gpu_backend_available() -> bool:
         return False
 
 
+# The widest instruction set a CPU backend was compiled for, from llama.cpp's feature list
+# (ggml_backend_get_features, as llama_print_system_info prints it), widest first.
+_CPU_LEVELS = (
+    (("AMX_INT8",), "AVX-512, AMX"),
+    (("AVX512",), "AVX-512"),
+    (("AVX2",), "AVX2"),
+    (("AVX",), "AVX"),
+    (("SSSE3", "SSE3"), "SSE4.2"),  # llama.cpp's sse42 variant reports what -msse4.2 implies
+    (("SVE",), "SVE"),
+    (("NEON",), "NEON"),
+)
+
+
+def cpu_variant_label(system_info: str) -> str:
+    """The instruction set of the CPU code llama.cpp runs: "AVX2", "AVX-512", "SSE4.2"...
+
+    ``system_info`` is ``llama_print_system_info()`` (``"CPU : SSE3 = 1 | AVX2 = 1 | ..."``).
+    With a portable build (one ``libggml-cpu-<variant>`` per x86-64 level) the features are
+    those of the variant llama.cpp chose for this processor; with a native build, those it was
+    compiled with. "SSE2" when the CPU part names none of them (x86-64's baseline)."""
+    cpu = ""
+    for part in re.split(r"(?=\b[A-Za-z][\w-]* : )", system_info):
+        if part.strip().upper().startswith("CPU :"):
+            cpu = part
+            break
+    found = {m.group(1).upper() for m in re.finditer(r"(\w+) = 1\b", cpu)}
+    for names, label in _CPU_LEVELS:
+        if any(n in found for n in names):
+            return label
+    return "SSE2" if cpu else "CPU"
+
+
+def cpu_backend_name() -> str:
+    """"CPU (AVX2)": llama.cpp's CPU backend and the instruction set of the variant it runs."""
+    try:
+        info = _llama().llama_print_system_info().decode("utf-8", "replace")
+    except Exception:
+        return "CPU"
+    label = cpu_variant_label(info)
+    return "CPU" if label == "CPU" else f"CPU ({label})"
+
+
 def _backend_name() -> str:
     try:
         info = _llama().llama_print_system_info().decode("utf-8", "replace").upper()
@@ -203,7 +297,7 @@ def _backend_name() -> str:
     for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
         if f"{name} = 1" in info or f"{name} :" in info or f"{name}:" in info:
             return name.title() if name != "CUDA" else "CUDA"
-    return "GPU" if gpu_backend_available() else "CPU"
+    return "GPU" if gpu_backend_available() else cpu_backend_name()
 
 
 class _Vocab:

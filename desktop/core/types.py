@@ -185,7 +185,7 @@ class LoadedModelInfo:
     n_threads: int
     gpu_requested: bool
     gpu_used: bool
-    backend: str  # "CPU", "CUDA", "Metal", "Vulkan", ...
+    backend: str  # "CPU (AVX2)" (the CPU variant llama.cpp runs), "CUDA", "Metal", "Vulkan", ...
     load_s: float
     note: str = ""  # sentences about every value adjusted at load (context size, no GPU), or ""
 

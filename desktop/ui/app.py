@@ -9,8 +9,10 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from desktop.core import settings as settings_mod
+from desktop.core.errors import BasedError
 from desktop.core.settings import Settings
 from desktop.ui.main_window import MainWindow
+from desktop.ui.qt_platform import platform_problem
 
 
 def app_icon() -> QIcon:
@@ -27,9 +29,14 @@ def app_icon() -> QIcon:
 
 
 def ensure_app(argv: list[str] | None = None) -> QApplication:
+    """The QApplication, made once. Raises BasedError (one sentence naming the Debian packages
+    to install) when Qt's display platform cannot load, instead of letting Qt abort."""
     app = QApplication.instance()
     if isinstance(app, QApplication):
         return app
+    problem = platform_problem()
+    if problem:
+        raise BasedError(problem)
     QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = QApplication(argv or sys.argv[:1])
     app.setApplicationName("Based")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def test_compare_json(tiny_phi3_base: Path, tiny_phi3: Path, capsys: pytest.Capt
                     "tokens_per_second", "stop_reason"):
             assert key in st
         assert st["generated_tokens"] >= 1
+        assert re.fullmatch(r"CPU \([\w.,\- ]+\)", st["backend"])  # "CPU (AVX2)": the variant run
     assert data["base"]["prompt"].startswith("# Instruction")  # URIAL by default
     assert data["instruct"]["prompt"].startswith("<s><|user|>")
 
