@@ -32,6 +32,7 @@ from desktop.core.words import count
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 MODES = ["raw", "twin-template", "qa", "urial"]  # desktop.core.prompts.BaseMode values
+DEFAULT_MODE = "twin-template"  # desktop.core.prompts.DEFAULT_BASE_MODE (a test keeps them equal)
 EXTENSIONS = ("desktop.cli_models", "desktop.cli_lens")
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens")
 # the option that sets each checked value, so an error names what the user typed
@@ -283,7 +284,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
     try:
         app = importlib.import_module("desktop.ui.app")
     except ImportError as exc:
-        raise BasedError(f"The window cannot start because Qt is missing ({exc}). Reinstall Based.") from exc
+        raise BasedError("The window cannot start because its toolkit (Qt) is missing or broken. "
+                         "Reinstall Based.") from exc
     return int(app.run_app(getattr(args, "base", None), getattr(args, "instruct", None)))
 
 
@@ -378,7 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="your message (empty only in --mode raw, where the base model writes "
                         "from nothing)")
     c.add_argument("--system", default=None, help="system prompt (optional)")
-    c.add_argument("--mode", choices=MODES, default="urial", help="base-model prompt mode (default: urial)")
+    c.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help=f"how the base model gets your message (default: {DEFAULT_MODE}, the same "
+                        "chat prompt as the instruct model; urial adds example answers that small "
+                        "models tend to copy)")
     c.add_argument("--json", action="store_true", help="print both answers and their stats as JSON")
     _add_sampling(c)
     c.set_defaults(func=cmd_compare)

@@ -15,7 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from desktop.cli import EXIT_INTERRUPTED, MODES, _add_runtime, _json_out, _out  # shared helpers
+from desktop.cli import (  # shared helpers
+    DEFAULT_MODE,
+    EXIT_INTERRUPTED,
+    MODES,
+    _add_runtime,
+    _json_out,
+    _out,
+)
 from desktop.core.errors import BasedError
 from desktop.core.words import count
 
@@ -234,8 +241,8 @@ def _source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-source", choices=["chat", "base-mode"], default="chat",
                    help="prefix the base model sees: the instruct's chat prompt (default, the "
                         "paper's setting) or the base mode's prompt")
-    p.add_argument("--mode", choices=MODES, default="urial",
-                   help="base mode for --prompt-source base-mode (default: urial)")
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help=f"base mode for --prompt-source base-mode (default: {DEFAULT_MODE})")
 
 
 def register(sub: Any) -> None:

@@ -183,12 +183,15 @@ def _check_structure(path: str | os.PathLike[str]) -> _Parsed:
         with open(p, "rb") as fh:
             head = fh.read(4)
             if head != GGUF_MAGIC:
+                fh.seek(0)
+                first = fh.read(512)
                 if len(head) < 4 and GGUF_MAGIC.startswith(head):
                     raise GGUFError(
                         f"{name} is truncated: it ends inside its header. Download it again."
                     )
+                looks = _what_it_looks_like(first)
                 raise GGUFError(
-                    f"{name} is not a GGUF model file (it starts with {head!r}). "
+                    f"{name} is not a GGUF model file{f' ({looks})' if looks else ''}. "
                     "Based runs GGUF files: pick a .gguf file."
                 )
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -304,6 +307,26 @@ def _file_type_name(parsed: _Parsed) -> str:
         except ValueError:
             continue
     return counts.most_common(1)[0][0] if counts else ""
+
+
+def _what_it_looks_like(head: bytes) -> str:
+    """What a file that is not GGUF seems to be, in words, from its first bytes ("" if unsure)."""
+    text = head.lstrip()[:64].lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")):
+        return "it looks like a web page, perhaps an error page saved instead of the model"
+    if head[:4] == b"PK\x03\x04":
+        return "it looks like a zip archive, as PyTorch checkpoints are"
+    if head[:4] in (b"lmgg", b"fmgg", b"tjgg", b"ggml", b"ggmf", b"ggjt"):
+        return "it is an old GGML model file, from before GGUF: get the GGUF version of the model"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30:
+        return "it looks like a safetensors file: get the GGUF version of the model"
+    if text.startswith((b"{", b"[")):
+        return "it looks like a JSON text file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    return "it is a text file" if head else ""
 
 
 def read_gguf(path: str | os.PathLike[str], *, _validated: bool = False) -> GGUFInfo:

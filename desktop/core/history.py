@@ -168,9 +168,15 @@ class ComparisonRecord:
                 shift=d.get("shift"),
                 app_version=str(d.get("app_version", "")),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except KeyError as exc:
             raise HistoryError(
-                f"This is not a complete Based comparison record (missing or bad field {exc})."
+                f"This is not a complete Based comparison record: its field \"{exc.args[0]}\" is "
+                "missing."
+            ) from None
+        except (TypeError, ValueError, AttributeError):
+            raise HistoryError(
+                "This is not a complete Based comparison record: one of its fields holds the wrong "
+                "kind of value."
             ) from None
 
 
@@ -277,6 +283,22 @@ def make_record(
     )
 
 
+def _sqlite_words(exc: BaseException) -> str:
+    """SQLite's reason in plain words (its messages are terse: "database is locked")."""
+    text = " ".join(str(a) for a in getattr(exc, "args", ())).lower()
+    for key, words in (("locked", "another program is using the history file"),
+                       ("full", "the disk is full"),
+                       ("readonly", "the history file is read-only"),
+                       ("read-only", "the history file is read-only"),
+                       ("i/o", "the disk could not be read or written"),
+                       ("not a database", "it is damaged or not a history file"),
+                       ("malformed", "it is damaged"),
+                       ("unable to open", "the file cannot be opened")):
+        if key in text:
+            return words
+    return "the history file could not be used"
+
+
 # -- the store ---------------------------------------------------------------------------------
 
 
@@ -349,8 +371,8 @@ class HistoryStore:
             self.fts = self._try_fts()
         except sqlite3.DatabaseError as exc:
             raise HistoryError(
-                f"The history file {self.path.name} could not be opened ({exc}); move it "
-                "away and Based will start a new one."
+                f"The history file {self.path.name} could not be opened ({_sqlite_words(exc)}); "
+                "move it away and Based will start a new one."
             ) from exc
 
     def _try_fts(self) -> bool:
@@ -399,7 +421,9 @@ class HistoryStore:
                 )
                 return int(cur.lastrowid or 0)
         except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"The comparison could not be saved to history ({exc}).") from exc
+            raise HistoryError(
+                f"The comparison could not be saved to history ({_sqlite_words(exc)})."
+            ) from exc
 
     def set_shift(self, id: int, shift: dict[str, Any]) -> None:
         """Attach a token-shift result (``ShiftResult.to_json_dict()``) to a saved comparison,
@@ -415,7 +439,9 @@ class HistoryStore:
                 self._db.execute("UPDATE comparisons SET record = ?, has_shift = 1 WHERE id = ?",
                                  (blob, int(id)))
         except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"The token-shift result could not be saved to history ({exc}).") from exc
+            raise HistoryError(
+                f"The token-shift result could not be saved to history ({_sqlite_words(exc)})."
+            ) from exc
 
     def get(self, id: int) -> ComparisonRecord:
         with self._lock:

@@ -301,7 +301,8 @@ def _vocab_model(path: str) -> tuple[Any, _Vocab]:
         llm = lib.Llama(model_path=path, vocab_only=True, verbose=False)
     except Exception as exc:
         raise ModelLoadError(
-            f"llama.cpp could not read the tokenizer of {Path(path).name} ({exc})."
+            f"llama.cpp could not read the tokenizer of {Path(path).name}: the file may be damaged "
+            "or too new for this version of Based."
         ) from exc
     vocab = _Vocab(llm._model.vocab, int(lib.llama_vocab_n_tokens(llm._model.vocab)))
     with _VOCAB_LOCK:

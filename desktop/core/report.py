@@ -84,7 +84,7 @@ def build_report(
     threads: int | None = None,
     n_gpu_layers: int = 0,
     prompt_source: str = "chat",
-    mode: str = "urial",
+    mode: str = "twin-template",
     top_k: int = 5,
     on_progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,

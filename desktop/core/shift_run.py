@@ -44,7 +44,7 @@ def shift_prompt(
     *,
     base_info: GGUFInfo,
     instruct_info: GGUFInfo,
-    mode: BaseMode | str = "urial",
+    mode: BaseMode | str = "twin-template",
 ) -> RenderedPrompt:
     """The prompt the base model sees before the instruct answer.
 
@@ -123,7 +123,7 @@ def run_shift(
     conv: Conversation,
     *,
     prompt_source: str = "chat",
-    mode: BaseMode | str = "urial",
+    mode: BaseMode | str = "twin-template",
     max_tokens: int = 128,
     n_ctx: int = 2048,
     threads: int | None = None,
@@ -195,7 +195,7 @@ def shift_with_engines(
     conv: Conversation,
     *,
     prompt_source: str = "chat",
-    mode: BaseMode | str = "urial",
+    mode: BaseMode | str = "twin-template",
     max_tokens: int = 128,
     top_k: int = 5,
     cancel: threading.Event | None = None,

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core import settings as settings_mod
 from desktop.core.catalog import CatalogError, CatalogPair, load_catalog
+from desktop.core.errors import failure_sentence
 from desktop.core.fit import Verdict, assess_fit
 from desktop.core.gguf_info import human_bytes
 from desktop.core.library import describe_removal, list_local_models, remove_model, repo_dir
@@ -222,10 +223,9 @@ class ModelsPanel(QWidget):
     def _fit_sentence(self, p: CatalogPair, quant: str | None) -> tuple[Verdict, str]:
         b, i = p.files_for(quant)
         gpu = self.gpu_free is not None and self.settings.n_gpu_layers != 0
-        fit = assess_fit(max(b.size, i.size), n_ctx=self.settings.n_ctx, params_b=p.params_b,
-                         also_loaded=min(b.size, i.size), gpu=gpu,
-                         free_bytes=self.gpu_free if gpu else None)
-        return fit.verdict, fit.sentence.replace("Needs", "Both models together need", 1)
+        fit = assess_fit(b.size, n_ctx=self.settings.n_ctx, params_b=p.params_b,
+                         other_file_bytes=i.size, gpu=gpu, free_bytes=self.gpu_free if gpu else None)
+        return fit.verdict, fit.sentence
 
     def _update_fit_column(self) -> None:
         for n in range(self.catalog.topLevelItemCount()):
@@ -477,7 +477,7 @@ class ModelsPanel(QWidget):
         try:
             message = self.remove_path(path)
         except Exception as exc:  # a plain sentence, no traceback
-            message = str(exc)
+            message = failure_sentence(f"{Path(path).name} could not be removed", exc)
         self.folder_label.setText(message)
 
     @Slot()

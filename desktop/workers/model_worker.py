@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.core.engine import Engine
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, failure_sentence
 from desktop.core.types import GenerationRequest, StreamToken
 from desktop.workers.events import (
     GenerationFailed,
@@ -132,7 +132,8 @@ class ModelWorker(QObject):
                 self.loadFailed.emit(LoadFailed(req.load_id, str(exc)))
             return
         except Exception as exc:  # llama.cpp surprises: still one sentence
-            self.loadFailed.emit(LoadFailed(req.load_id, f"The model could not be loaded ({exc})."))
+            self.loadFailed.emit(LoadFailed(req.load_id, failure_sentence(
+                "The model could not be loaded", exc)))
             return
         self.loaded.emit(ModelLoaded(req.load_id, self.engine.info, self.engine.gguf))
 
@@ -156,7 +157,8 @@ class ModelWorker(QObject):
             self.failed.emit(GenerationFailed(req.request_id, str(exc)))
             return
         except Exception as exc:
-            self.failed.emit(GenerationFailed(req.request_id, f"Generation failed ({exc})."))
+            self.failed.emit(GenerationFailed(req.request_id, failure_sentence(
+                "The model stopped with an error", exc)))
             return
         self.finished.emit(
             GenerationFinished(req.request_id, "".join(parts), tuple(tokens), self.engine.last_stats)
@@ -173,7 +175,7 @@ class ModelWorker(QObject):
             self.scored.emit(job.request_id, str(exc))
             return
         except Exception as exc:
-            self.scored.emit(job.request_id, f"Scoring failed ({exc}).")
+            self.scored.emit(job.request_id, failure_sentence("Scoring failed", exc))
             return
         self.scored.emit(job.request_id, res)
 
@@ -193,7 +195,8 @@ class ModelWorker(QObject):
             self.shifted.emit(ShiftDone(job.request_id, None, str(exc)))
             return
         except Exception as exc:
-            self.shifted.emit(ShiftDone(job.request_id, None, f"The token-shift analysis failed ({exc})."))
+            self.shifted.emit(ShiftDone(job.request_id, None, failure_sentence(
+                "The token-shift analysis failed", exc)))
             return
         self.shifted.emit(ShiftDone(job.request_id, res))
 

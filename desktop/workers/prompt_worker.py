@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.core.engine import tokenize_file
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, failure_sentence
 from desktop.core.gguf_info import validate_gguf
 from desktop.core.prompts import (
     BaseMode,
@@ -60,7 +60,7 @@ def build_report(job: PromptJob, n_ctx: int = DEFAULT_N_CTX) -> PromptReport:
         except BasedError as exc:
             return SidePrompt(side, None, str(exc))
         except Exception as exc:  # never let a stranger's template kill the worker
-            return SidePrompt(side, None, f"The prompt could not be built ({exc}).")
+            return SidePrompt(side, None, failure_sentence("The prompt could not be built", exc))
 
     return PromptReport(job.request_id, side_prompt("base"), side_prompt("instruct"))
 

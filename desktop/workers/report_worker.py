@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, failure_sentence
 from desktop.workers.threads import new_thread, quit_and_wait
 
 
@@ -52,7 +52,8 @@ class ReportWorker(QObject):
             self.happened.emit(ReportEvent(job.job_id, "failed", text=str(exc)))
             return
         except Exception as exc:
-            self.happened.emit(ReportEvent(job.job_id, "failed", text=f"The report could not be made ({exc})."))
+            self.happened.emit(ReportEvent(job.job_id, "failed", text=failure_sentence(
+                "The report could not be made", exc)))
             return
         kept = " (stopped early: it holds the prompts finished so far)" if cancel.is_set() else ""
         self.happened.emit(ReportEvent(job.job_id, "done", text=f"Report saved to {Path(job.out_path).name}{kept}."))
