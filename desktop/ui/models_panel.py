@@ -5,6 +5,7 @@ It composes small widgets and talks to Hugging Face only through ``DownloadHost`
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -34,7 +35,7 @@ from desktop.core.fit import Verdict, assess_fit
 from desktop.core.gguf_info import human_bytes
 from desktop.core.library import describe_removal, list_local_models, remove_model, repo_dir
 from desktop.core.settings import Settings
-from desktop.ui.downloads_view import DownloadsView
+from desktop.ui.downloads_view import DownloadRow, DownloadsView
 from desktop.ui.hub_browser import HubBrowser
 from desktop.workers.download_worker import DownloadHost, DownloadJob, DownloadUpdate, HubAnswer
 
@@ -117,8 +118,7 @@ class ModelsPanel(QWidget):
         self.catalog.setRootIsDecorated(False)
         self.catalog.setToolTip("Base/instruct twins that run on a laptop; select one to see details")
         for p in self.pairs:
-            item = QTreeWidgetItem([p.title + ("" if p.verified else " *"), human_bytes(p.total_size()),
-                                    p.licence + (" (gated)" if p.gated else ""), ""])
+            item = QTreeWidgetItem([p.title, p.size_words(), p.licence + (" (gated)" if p.gated else ""), ""])
             item.setData(0, Qt.ItemDataRole.UserRole, p.id)
             self.catalog.addTopLevelItem(item)
         for c in range(4):
@@ -140,10 +140,6 @@ class ModelsPanel(QWidget):
         self.get_pair.setToolTip("Download the base and the instruct model; they are selected when both are here")
         row.addWidget(self.get_pair)
         lay.addLayout(row)
-        note = QLabel("* a file name or size in this entry could not be verified when the catalog was written.")
-        note.setStyleSheet("color:gray")
-        note.setWordWrap(True)
-        lay.addWidget(note)
         self.catalog.currentItemChanged.connect(self._pair_selected)
         self.quant.currentTextChanged.connect(self._update_fit)
         self.get_pair.clicked.connect(self._download_pair)
@@ -191,8 +187,9 @@ class ModelsPanel(QWidget):
         row.addWidget(QLabel("Hugging Face token (for gated models):"))
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
-        self.token.setPlaceholderText("hf_…  (stored by huggingface-hub, not by Based)")
-        self.token.setToolTip("Create one at huggingface.co/settings/tokens after accepting the model's licence")
+        self.token.setPlaceholderText("hf_…")
+        self.token.setToolTip("Create one at huggingface.co/settings/tokens after accepting the model's "
+                              "licence; it is kept in Hugging Face's own token store, not by Based")
         self.save_token = QPushButton("Save token")
         self.save_token.setToolTip("Store the token in Hugging Face's own token store")
         row.addWidget(self.token, 1)
@@ -261,9 +258,7 @@ class ModelsPanel(QWidget):
                  f"<span style='color:{VERDICT_COLOUR[verdict]}'>{sentence}</span>"]
         if p.gated:
             lines.append("This model is gated: accept its licence on Hugging Face and save a token below first.")
-        if not p.verified:
-            lines.append("<i>Not verified: " + "; ".join(p.unverified) + "</i>" if p.unverified
-                         else "<i>Some names in this entry are not verified.</i>")
+        lines.append(f"<span style='color:gray'>{html.escape(p.what_is_known(quant))}</span>")
         self.detail.setText("<br>".join(lines))
 
     def confirm_licence(self, p: CatalogPair) -> bool:
@@ -301,11 +296,9 @@ class ModelsPanel(QWidget):
         self.jobs[job.job_id] = job
         if row_for is not None and row_for in self.downloads.rows:
             self.downloads.rekey(row_for, job)
+            self.downloads.apply(DownloadUpdate(job.job_id, "queued"))
         else:
-            row = self.downloads.add(job)
-            row.pauseRequested.connect(self._pause)
-            row.resumeRequested.connect(self._resume)
-            row.cancelRequested.connect(self._cancel)
+            self._add_row(job)
         existing = dest / filename
         if existing.is_file():
             size_now = existing.stat().st_size
@@ -314,6 +307,32 @@ class ModelsPanel(QWidget):
             return job.job_id
         self.host.enqueue(job)
         return job.job_id
+
+    def _add_row(self, job: DownloadJob) -> DownloadRow:
+        row = self.downloads.add(job)
+        row.pauseRequested.connect(self._pause)
+        row.resumeRequested.connect(self._resume)
+        row.cancelRequested.connect(self._cancel)
+        row.clearRequested.connect(self._clear)
+        return row
+
+    @Slot(int)
+    def _clear(self, job_id: int) -> None:
+        """Remove a finished, failed or cancelled row; a failed one's partial file goes too."""
+        job = self.jobs.get(job_id)
+        row = self.downloads.rows.get(job_id)
+        if row is not None and row.state == "failed" and job is not None:
+            from desktop.core.downloads import discard_partial
+
+            try:
+                discard_partial(Path(job.dest_dir), job.filename)
+            except OSError:
+                pass
+        self.downloads.remove(job_id)
+        self.jobs.pop(job_id, None)
+        for pid, ids in list(self.pair_jobs.items()):
+            if job_id in ids.values():
+                del self.pair_jobs[pid]  # the pair will not complete now
 
     @Slot(object)
     def _download_remote(self, remote: object) -> None:
@@ -376,10 +395,7 @@ class ModelsPanel(QWidget):
             for part in partial_downloads(d):
                 job = DownloadJob(self.host.new_id(), part.repo_id, part.filename, str(d), part.total_bytes or None)
                 self.jobs[job.job_id] = job
-                row = self.downloads.add(job)
-                row.pauseRequested.connect(self._pause)
-                row.resumeRequested.connect(self._resume)
-                row.cancelRequested.connect(self._cancel)
+                row = self._add_row(job)
                 row.apply(DownloadUpdate(job.job_id, "paused", part.done_bytes, part.total_bytes,
                                          message=f"Stopped at {human_bytes(part.done_bytes)}; Resume continues from there."))
 

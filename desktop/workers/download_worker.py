@@ -103,7 +103,7 @@ class DownloadWorker(QObject):
                 except OSError:
                     pass
             self.update.emit(replace(base, state="cancelled" if discard else "paused",
-                                     message="Cancelled." if discard else "Paused; resume continues where it stopped."))
+                                     message="Cancelled." if discard else "Paused: Resume continues where it stopped."))
 
         try:
             if cancel.is_set():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.core.engine import Engine
-from desktop.core.errors import BasedError, failure_sentence
+from desktop.core.errors import BasedError, TokenizerMismatch, failure_sentence
 from desktop.core.types import GenerationRequest, StreamToken
 from desktop.workers.events import (
     GenerationFailed,
@@ -74,6 +74,7 @@ class ShiftDone:
     request_id: int
     result: object | None  # desktop.core.shift.ShiftResult
     error: str = ""
+    tokenizers_differ: bool = False  # the pair can never be analysed (TokenizerMismatch)
 
 
 def lower_this_threads_priority(step: int = 5) -> None:
@@ -191,6 +192,9 @@ class ModelWorker(QObject):
             ids = self.engine.tokenize_ids(job.prompt, job.add_bos)
             res = analyze_shift(self.engine, ids, list(job.tokens), top_k=job.top_k, cancel=cancel,
                                 greedy=job.greedy)
+        except TokenizerMismatch as exc:
+            self.shifted.emit(ShiftDone(job.request_id, None, str(exc), tokenizers_differ=True))
+            return
         except BasedError as exc:
             self.shifted.emit(ShiftDone(job.request_id, None, str(exc)))
             return

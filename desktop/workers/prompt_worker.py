@@ -17,7 +17,7 @@ from desktop.core.prompts import (
     render_instruct,
 )
 from desktop.core.types import GGUFInfo
-from desktop.workers.events import PromptJob, PromptReport, SidePrompt
+from desktop.workers.events import PairJob, PairReport, PromptJob, PromptReport, SidePrompt
 from desktop.workers.threads import new_thread, quit_and_wait
 
 DEFAULT_N_CTX = 4096
@@ -67,6 +67,7 @@ def build_report(job: PromptJob, n_ctx: int = DEFAULT_N_CTX) -> PromptReport:
 
 class PromptWorker(QObject):
     ready = Signal(object)
+    pairChecked = Signal(object)  # PairReport
 
     def __init__(self, n_ctx: int = DEFAULT_N_CTX) -> None:
         super().__init__()
@@ -76,11 +77,18 @@ class PromptWorker(QObject):
     def compute(self, job: PromptJob) -> None:
         self.ready.emit(build_report(job, self.n_ctx))
 
+    @Slot(object)
+    def check_pair(self, job: PairJob) -> None:
+        from desktop.core.pair import check_pair
+
+        self.pairChecked.emit(PairReport(job.request_id, check_pair(job.base_path, job.instruct_path)))
+
 
 class PromptHost(QObject):
     """GUI-side owner of the prompt worker thread."""
 
     _compute = Signal(object)
+    _check_pair = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -88,11 +96,15 @@ class PromptHost(QObject):
         self.worker = PromptWorker()
         self.worker.moveToThread(self.qthread)
         self._compute.connect(self.worker.compute)
+        self._check_pair.connect(self.worker.check_pair)
         self.qthread.start()
         self._alive = True
 
     def compute(self, job: PromptJob) -> None:
         self._compute.emit(job)
+
+    def check_pair(self, job: PairJob) -> None:
+        self._check_pair.emit(job)
 
     def shutdown(self, timeout_ms: int = 3000) -> bool:
         if not self._alive:

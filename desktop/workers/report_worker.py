@@ -22,6 +22,8 @@ class ReportJob:
     system: str | None = None
     max_tokens: int = 128
     n_ctx: int = 2048
+    prompt_source: str = "chat"  # desktop.core.shift.PROMPT_SOURCES
+    base_mode: str = "twin-template"  # for prompt_source "base-mode"
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class ReportWorker(QObject):
         try:
             data = build_report(job.base_path, job.instruct_path, list(job.prompts), system=job.system,
                                 max_tokens=job.max_tokens, n_ctx=job.n_ctx, on_progress=progress,
-                                cancel=cancel)
+                                cancel=cancel, prompt_source=job.prompt_source, mode=job.base_mode)
             Path(job.out_path).write_text(render_report_html(data), encoding="utf-8")
         except BasedError as exc:
             self.happened.emit(ReportEvent(job.job_id, "failed", text=str(exc)))
