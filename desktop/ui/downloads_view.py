@@ -150,7 +150,7 @@ def _what_happened(u: DownloadUpdate) -> str:
         return "Cancelled: the partial file was deleted. Retry starts it again; Clear removes this line."
     if u.state == "failed":
         why = u.message or "The download failed."
-        return f"Failed: {why[:1].lower()}{why[1:]} Retry continues where it stopped."
+        return f"Failed. {why} Retry continues where it stopped."
     if u.state == "paused":
         return u.message or "Paused: Resume continues where it stopped."
     if u.state == "done":
