@@ -213,6 +213,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     opts = _load_options(args, seed=params.seed)
     base_info = validate_gguf(args.base)
     inst_info = validate_gguf(args.instruct)
+    from desktop.core.pair import check_pair
+
+    pair_notes = list(check_pair(args.base, args.instruct).lines)  # said before anything runs
     conv = _conversation(args)
     prompts = {
         "base": render_base(BaseMode(args.mode), conv, base=base_info, twin=inst_info),
@@ -227,8 +230,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_sigint)
     results: dict[str, Any] = {}
-    if prompt_note and not args.json:
-        _out(f"[note] {prompt_note}\n")
+    if not args.json:
+        for n in ([prompt_note] if prompt_note else []) + pair_notes:
+            _out(f"[note] {n}\n")
     try:
         for side in ("base", "instruct"):
             rendered = prompts[side]
@@ -254,7 +258,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 stats = engine.last_stats
                 where = engine.info.backend
                 n_ctx = engine.info.n_ctx
-            notes = [n for n in (prompt_note,) if n] + notes
+            notes = [n for n in (prompt_note,) if n] + pair_notes + notes
             results[side] = {"prompt": rendered.text, "text": "".join(parts),
                              "stats": {**stats.to_dict(), "device": where, "n_ctx": n_ctx},
                              "params": {f: getattr(params, f) for f in SAMPLING_FIELDS},

@@ -229,3 +229,17 @@ def test_html_export_shows_one_seed_and_hashes_that_wrap() -> None:
 def test_files_are_saved_to_documents_by_default() -> None:
     d = paths.documents_dir()
     assert d.is_dir() and d.name == "documents"  # under BASED_HOME in tests
+
+
+def test_based_compare_says_the_pair_is_not_twins(tiny_llama_spm: Path, tiny_phi3: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from desktop.cli import main
+
+    assert main(["compare", "--base", str(tiny_llama_spm), "--instruct", str(tiny_phi3), "--user",
+                 "Hi", "--max-tokens", "2", "--threads", "1", "--n-ctx", "512", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert any("do not share a tokenizer" in n for n in data["base"]["notes"])
+    assert main(["compare", "--base", str(tiny_llama_spm), "--instruct", str(tiny_phi3), "--user",
+                 "Hi", "--max-tokens", "2", "--threads", "1", "--n-ctx", "512"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[note] These two models do not share a tokenizer (they are not twins)")
