@@ -83,7 +83,7 @@ class AnswerView(QTextEdit):
         self._overlay_colors: dict[str, QColor] = {}
         self._overlay_tips: list[str | None] | None = None
         self.legend = ""
-        self.setPlaceholderText("The answer will stream here.")
+        self.setPlaceholderText("The answer will stream here.")  # see ModelPane
 
     # -- content -----------------------------------------------------------------------------
 

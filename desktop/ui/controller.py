@@ -441,6 +441,7 @@ class _SideHandler(QObject):
         self.ctl.results[self.side] = ev
         self.ctl.stats_status[self.side] = stats_line(ev.stats)
         self.pane.set_status(stats_line(ev.stats))
+        self.pane.finish_answer(ev.stats)
         if ev.stats.stop_reason is StopReason.ERROR and ev.stats.error:
             self.pane.show_error(ev.stats.error, from_run=True)
         self.ctl.side_done(self.side)

@@ -140,6 +140,7 @@ class DownloadRow(QWidget):
             self.bar.setValue(0)
             self.bar.setFormat("Cancelled")
         elif u.state == "failed":
+            self.bar.setValue(max(self.bar.value(), 0))  # a bar with no value shows no words
             self.bar.setFormat("Failed")
         self._show_buttons()
 

@@ -98,6 +98,7 @@ class LensController(QObject):
         ctl.runningChanged.connect(self.on_running)
         ctl.resultsCleared.connect(self.on_results_cleared)
         ctl.pairChecked.connect(self.on_pair_checked)
+        ctl.modelsChanged.connect(self.on_models_changed)
         ctl.hosts["base"].worker.shifted.connect(self.on_shifted)
         history.worker.happened.connect(self.on_history)
         self.panel.analyzeRequested.connect(self.analyze)
@@ -118,6 +119,16 @@ class LensController(QObject):
         rep = self.ctl.run_report
         return rep if rep is not None and rep.request_id == self.ctl.run_id else None
 
+    def report_blocker(self) -> str:
+        """Why the alignment report cannot run now ("" when it can)."""
+        if not (self.ctl.paths["base"] and self.ctl.paths["instruct"]):
+            return "Choose a base and an instruct model first: the report runs both."
+        return self.unavailable()
+
+    @Slot()
+    def on_models_changed(self) -> None:
+        self.bar.set_report(self.report_blocker())
+
     def unavailable(self) -> str:
         """Why token shift cannot run for the current pair ("" when it can)."""
         pair = self.ctl.pair
@@ -131,7 +142,7 @@ class LensController(QObject):
     @Slot(object)
     def on_pair_checked(self, _check: object) -> None:
         reason = self.unavailable()
-        self.bar.set_report(reason)
+        self.bar.set_report(self.report_blocker())
         if reason:
             self.panel.show_error(reason)
         elif not self.ctl.active and self.result is None:
@@ -275,7 +286,7 @@ class LensController(QObject):
         if done.result is None:
             if done.tokenizers_differ:
                 self.refused = (self.ctl.paths["base"], self.ctl.paths["instruct"])
-                self.bar.set_report(self.unavailable())
+                self.bar.set_report(self.report_blocker())
             self.panel.show_error(done.error)
             return
         res: ShiftResult = done.result  # type: ignore[assignment]

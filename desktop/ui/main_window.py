@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings, notice: str | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self._remember_models_in_use()
         self.setWindowTitle("Based — base vs instruct")
         self.resize(1280, 720)
         self.setMinimumSize(900, 560)
@@ -124,6 +125,7 @@ class MainWindow(QMainWindow):
                 self.controller.set_model(side, path)
         self._inputs_changed()
         self._models_changed()
+        self.lens.on_models_changed()
         self._restore_geometry()
 
     # -- composition ---------------------------------------------------------------------------
@@ -258,6 +260,19 @@ class MainWindow(QMainWindow):
         self.choose("base", base)
         self.choose("instruct", instruct)
         self.tabs.setCurrentIndex(0)
+
+    def _remember_models_in_use(self) -> None:
+        """Models chosen outside the window (``based gui --base``, an older settings file) are
+        listed under "On this machine" like files opened by hand."""
+        from pathlib import Path
+
+        folder = self.settings.resolved_models_dir().resolve()
+        for path in (self.settings.base_model, self.settings.instruct_model):
+            p = Path(path) if path else None
+            if p is None or not p.is_file() or path in self.settings.extra_model_files:
+                continue
+            if not p.resolve().is_relative_to(folder):
+                self.settings.extra_model_files.append(path)
 
     @Slot()
     def refresh_models(self) -> None:

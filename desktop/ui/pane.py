@@ -20,12 +20,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, StreamToken
+from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, StopReason, StreamToken
 from desktop.core.words import count
 from desktop.ui.answer_view import AnswerView
 from desktop.ui.inspector import PromptInspector
 
 OPEN_FILE = "__open__"
+PLACEHOLDER = "The answer will stream here."
+EMPTY_ANSWER: dict[StopReason | None, str] = {
+    StopReason.STOP_STRING: "(No text: the model's first words were a stop string, such as the "
+                            "end of a chat turn, where Based stops it. The Prompt inspector shows "
+                            "what it was given.)",
+    StopReason.EOS: "(No text: the model ended its answer before writing anything.)",
+    StopReason.CANCELLED: "(Stopped before the model wrote any text.)",
+    None: "(The model wrote no text.)",
+}
 
 
 def human_size(n: int) -> str:
@@ -136,6 +145,8 @@ class ModelPane(QWidget):
         self.copy_button.clicked.connect(self.copy_answer)
         tl.addWidget(self.copy_button)
         self.tabs.setCornerWidget(tools, Qt.Corner.TopRightCorner)
+        self.tools = tools  # they act on the answer: shown with the Answer tab only
+        self.tabs.currentChanged.connect(self._tab_changed)
         self.tabs.addTab(answer_box, "Answer")
         self.inspector = PromptInspector(side)
         self.tabs.addTab(self.inspector, "Prompt inspector")
@@ -213,6 +224,7 @@ class ModelPane(QWidget):
         self._run_error = False
 
     def start_answer(self) -> None:
+        self.answer.setPlaceholderText(PLACEHOLDER)
         self.answer.clear_answer()
         self.clear_error()
         self.copy_button.setEnabled(False)
@@ -221,6 +233,7 @@ class ModelPane(QWidget):
     def clear_answer(self, status: str = "") -> None:
         """Forget the last answer and everything shown about it (its error, stats, colours),
         because the inputs it came from changed; an error about loading the model stays."""
+        self.answer.setPlaceholderText(PLACEHOLDER)
         self.answer.clear_answer()
         if self._run_error:
             self.clear_error()
@@ -230,8 +243,13 @@ class ModelPane(QWidget):
 
     def append_tokens(self, tokens: list[StreamToken]) -> None:
         self.answer.append_tokens(tokens)
-        if tokens:
+        if any(t.text for t in tokens):
             self.copy_button.setEnabled(True)
+
+    def finish_answer(self, stats: GenerationStats) -> None:
+        """An answer with no text says why, instead of a blank pane."""
+        if not self.answer.text().strip():
+            self.answer.setPlaceholderText(EMPTY_ANSWER.get(stats.stop_reason, EMPTY_ANSWER[None]))
 
     def set_legend(self, text: str) -> None:
         self._show_legend(text)
@@ -246,6 +264,10 @@ class ModelPane(QWidget):
     @Slot()
     def copy_answer(self) -> None:
         QGuiApplication.clipboard().setText(self.answer.text())
+
+    @Slot(int)
+    def _tab_changed(self, index: int) -> None:
+        self.tools.setVisible(index == 0)
 
     @Slot(bool)
     def _toggle_heatmap(self, on: bool) -> None:

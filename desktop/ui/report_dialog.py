@@ -60,7 +60,12 @@ class ReportDialog(QDialog):
         lay.addWidget(intro)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.models = QLabel(f"Base: {_model_words(base_path)}<br>Instruct: {_model_words(instruct_path)}")
+        if base_path and base_path == instruct_path:
+            models = (f"{_model_words(base_path)} on both sides: the same file, so the report checks "
+                      "the method (or, with the base model's own prompt, what that prompt alone does)")
+        else:
+            models = f"Base: {_model_words(base_path)}<br>Instruct: {_model_words(instruct_path)}"
+        self.models = QLabel(models)
         self.models.setTextFormat(Qt.TextFormat.RichText)
         self.models.setWordWrap(True)
         self.models.setToolTip("The two models chosen in the Compare tab; change them there")

@@ -425,3 +425,35 @@ def test_an_html_export_from_the_window_shows_one_seed(qtbot, make_window, setti
     page = out.read_text(encoding="utf-8")
     assert len(re.findall(r"\bseed\b", page, re.IGNORECASE)) == 1
     assert page.count('<td class="hash">') == 2
+
+
+def test_an_answer_without_text_says_why(qtbot, make_window, settings_for) -> None:  # type: ignore[no-untyped-def]
+    from desktop.core.types import GenerationStats, StopReason
+    from desktop.ui.pane import PLACEHOLDER
+
+    w = make_window(settings_for())
+    pane = w.base_pane
+    pane.start_answer()
+    pane.finish_answer(GenerationStats(prompt_tokens=5, generated_tokens=6, time_to_first_token_s=0.1,
+                                       tokens_per_second=5.0, stop_reason=StopReason.STOP_STRING))
+    assert "stop string" in pane.answer.placeholderText() and not pane.copy_button.isEnabled()
+    pane.start_answer()
+    assert pane.answer.placeholderText() == PLACEHOLDER
+
+
+def test_models_in_use_are_listed_on_this_machine(qtbot, make_window, tiny_phi3_base, tiny_phi3) -> None:  # type: ignore[no-untyped-def]
+    w = make_window(None, base=str(tiny_phi3_base), instruct=str(tiny_phi3))  # `based gui --base`
+    lib = w.models_panel.library
+    listed = {lib.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole) for i in range(lib.topLevelItemCount())}
+    assert {str(tiny_phi3_base), str(tiny_phi3)} <= listed
+
+
+def test_a_failed_download_of_unknown_size_still_says_failed_on_its_bar(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from desktop.ui.downloads_view import DownloadsView
+    from desktop.workers.download_worker import DownloadJob, DownloadUpdate
+
+    view = DownloadsView()
+    qtbot.addWidget(view)
+    row = view.add(DownloadJob(1, "a/b", "f.gguf", "/tmp", None))
+    row.apply(DownloadUpdate(1, "failed", message="You seem to be offline."))
+    assert row.bar.value() >= row.bar.minimum() and row.bar.text() == "Failed"
