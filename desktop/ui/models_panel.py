@@ -265,16 +265,28 @@ class ModelsPanel(QWidget):
         """The model's licence is shown before any download; terms that need acceptance ask first."""
         if not (p.licence_notice or p.gated):
             return True
+        box, accept = self.licence_box(p)
+        box.exec()
+        return box.clickedButton() is accept
+
+    def licence_box(self, p: CatalogPair) -> tuple[QMessageBox, QPushButton]:
+        """The question asked before downloading a pair under its own terms (and its Accept)."""
         text = p.licence_notice or f"{p.title} is gated on Hugging Face: accept its licence there first."
         box = QMessageBox(self)
         box.setWindowTitle(f"{p.title}: licence")
         box.setTextFormat(Qt.TextFormat.RichText)
-        link = f"<br><br><a href='{p.licence_url}'>{p.licence_url}</a>" if p.licence_url else ""
-        box.setText(f"<b>{p.licence}</b><br><br>{text}{link}")
+        link = f"<br><br><a href='{p.licence_url}'>{html.escape(p.licence_url)}</a>" if p.licence_url else ""
+        box.setText(f"<b>{html.escape(p.licence)}</b><br><br>{html.escape(text)}{link}")
         accept = box.addButton("Accept and download", QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        return box.clickedButton() is accept
+        return box, accept
+
+    def remove_box(self, path: str, size: str) -> QMessageBox:
+        """The question asked before removing a model."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Remove model",
+                          f"Remove {Path(path).name} and free {size}?",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        return box
 
     @Slot()
     def _download_pair(self) -> None:
@@ -487,8 +499,7 @@ class ModelsPanel(QWidget):
             return
         item = self.library.currentItem()
         size = item.text(2) if item is not None else ""
-        answer = QMessageBox.question(self, "Remove model", f"Remove {Path(path).name} and free {size}?")
-        if answer != QMessageBox.StandardButton.Yes:
+        if self.remove_box(path, size).exec() != QMessageBox.StandardButton.Yes:
             return
         try:
             message = self.remove_path(path)

@@ -203,6 +203,15 @@ def test_models_view_fits(qtbot, make_window) -> None:  # type: ignore[no-untype
         check(qtbot, w, f"downloads at {size}")
         panel.sources.setCurrentWidget(panel.browser)
         check(qtbot, w, f"any Hugging Face model at {size}")
+        from desktop.core.hub import RemoteFile, RepoHit
+
+        panel.browser.show_repos(tuple(RepoHit(f"bartowski/Meta-Llama-3.1-8B-Instruct-GGUF-{n}", 123456,
+                                               7, n % 2 == 0, None) for n in range(12)))
+        panel.browser.show_files(tuple(RemoteFile("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
+                                                  f"Meta-Llama-3.1-8B-Instruct-Q{n}_K_M.gguf",
+                                                  4_920_000_000, f"Q{n}_K_M", None, None)
+                                       for n in range(2, 7)))
+        check(qtbot, w, f"search results at {size}")
         w.close()
 
 
@@ -249,6 +258,21 @@ def test_report_dialog_fits(qtbot, make_window, settings_for) -> None:  # type: 
     bare.show_report()
     _dialog_at(qtbot, bare, bare.report_dialog, "report dialog without models")
     bare.report_dialog.reject()
+
+
+def test_models_view_questions_fit(qtbot, make_window) -> None:  # type: ignore[no-untyped-def]
+    from desktop.core.catalog import load_catalog
+
+    w = make_window(Settings())
+    panel = w.models_panel
+    for p in load_catalog():
+        if p.licence_notice or p.gated:
+            box, _accept = panel.licence_box(p)
+            _dialog_at(qtbot, w, box, f"licence of {p.id}")
+            box.reject()
+    box = panel.remove_box("/models/SmolLM2-135M-Instruct-Q4_K_M.gguf", "105.5 MB")
+    _dialog_at(qtbot, w, box, "remove question")
+    box.reject()
 
 
 def test_template_dialog_fits(qtbot, make_window, settings_for) -> None:  # type: ignore[no-untyped-def]
