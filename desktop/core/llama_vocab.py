@@ -4,6 +4,7 @@ No Qt; safe to import without loading a model."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import re
@@ -283,6 +284,21 @@ def _top_alts(row: np.ndarray, lse: float, k: int, vocab: _Vocab) -> tuple[TopAl
 
 _VOCAB_CACHE: OrderedDict[tuple[str, int, int], tuple[Any, _Vocab]] = OrderedDict()
 _VOCAB_LOCK = threading.Lock()
+
+
+@atexit.register
+def _free_vocab_models() -> None:
+    """Free the cached vocab-only models while llama.cpp is still there: left to the end of
+    the interpreter, their finalizers run after llama_cpp's module is torn down ("Exception
+    ignored in Llama.__del__", and at worst an abort)."""
+    with _VOCAB_LOCK:
+        models = [llm for llm, _vocab in _VOCAB_CACHE.values()]
+        _VOCAB_CACHE.clear()
+    for llm in models:
+        try:
+            llm.close()
+        except Exception:  # noqa: BLE001 - leaving anyway
+            pass
 
 
 def _vocab_model(path: str) -> tuple[Any, _Vocab]:
