@@ -80,3 +80,19 @@ def failure_sentence(what: str, exc: BaseException) -> str:
     if not isinstance(exc, OSError):
         log.error("%s", what, exc_info=exc)
     return f"{what} ({plain_reason(exc)})."
+
+
+def sqlite_reason(exc: BaseException) -> str:
+    """SQLite's reason in plain words (its messages are terse: "database is locked")."""
+    text = " ".join(str(a) for a in getattr(exc, "args", ())).lower()
+    for key, words in (("locked", "another program is using the history file"),
+                       ("full", "the disk is full"),
+                       ("readonly", "the history file is read-only"),
+                       ("read-only", "the history file is read-only"),
+                       ("i/o", "the disk could not be read or written"),
+                       ("not a database", "it is damaged or not a history file"),
+                       ("malformed", "it is damaged"),
+                       ("unable to open", "the file cannot be opened")):
+        if key in text:
+            return words
+    return "the history file could not be used"

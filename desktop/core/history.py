@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, sqlite_reason
 from desktop.core.types import GenerationResult, SamplingParams, StreamToken, TopAlt
 
 if TYPE_CHECKING:
@@ -283,22 +283,6 @@ def make_record(
     )
 
 
-def _sqlite_words(exc: BaseException) -> str:
-    """SQLite's reason in plain words (its messages are terse: "database is locked")."""
-    text = " ".join(str(a) for a in getattr(exc, "args", ())).lower()
-    for key, words in (("locked", "another program is using the history file"),
-                       ("full", "the disk is full"),
-                       ("readonly", "the history file is read-only"),
-                       ("read-only", "the history file is read-only"),
-                       ("i/o", "the disk could not be read or written"),
-                       ("not a database", "it is damaged or not a history file"),
-                       ("malformed", "it is damaged"),
-                       ("unable to open", "the file cannot be opened")):
-        if key in text:
-            return words
-    return "the history file could not be used"
-
-
 # -- the store ---------------------------------------------------------------------------------
 
 
@@ -371,7 +355,7 @@ class HistoryStore:
             self.fts = self._try_fts()
         except sqlite3.DatabaseError as exc:
             raise HistoryError(
-                f"The history file {self.path.name} could not be opened ({_sqlite_words(exc)}); "
+                f"The history file {self.path.name} could not be opened ({sqlite_reason(exc)}); "
                 "move it away and Based will start a new one."
             ) from exc
 
@@ -422,7 +406,7 @@ class HistoryStore:
                 return int(cur.lastrowid or 0)
         except sqlite3.DatabaseError as exc:
             raise HistoryError(
-                f"The comparison could not be saved to history ({_sqlite_words(exc)})."
+                f"The comparison could not be saved to history ({sqlite_reason(exc)})."
             ) from exc
 
     def set_shift(self, id: int, shift: dict[str, Any]) -> None:
@@ -440,7 +424,7 @@ class HistoryStore:
                                  (blob, int(id)))
         except sqlite3.DatabaseError as exc:
             raise HistoryError(
-                f"The token-shift result could not be saved to history ({_sqlite_words(exc)})."
+                f"The token-shift result could not be saved to history ({sqlite_reason(exc)})."
             ) from exc
 
     def get(self, id: int) -> ComparisonRecord:

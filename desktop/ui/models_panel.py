@@ -5,13 +5,10 @@ It composes small widgets and talks to Hugging Face only through ``DownloadHost`
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -31,15 +28,13 @@ from PySide6.QtWidgets import (
 from desktop.core import settings as settings_mod
 from desktop.core.catalog import CatalogError, CatalogPair, load_catalog
 from desktop.core.errors import failure_sentence
-from desktop.core.fit import Verdict, assess_fit
 from desktop.core.gguf_info import human_bytes
 from desktop.core.library import describe_removal, list_local_models, remove_model, repo_dir
 from desktop.core.settings import Settings
+from desktop.ui.catalog_view import CatalogView
 from desktop.ui.downloads_view import DownloadRow, DownloadsView
 from desktop.ui.hub_browser import HubBrowser
 from desktop.workers.download_worker import DownloadHost, DownloadJob, DownloadUpdate, HubAnswer
-
-VERDICT_COLOUR = {Verdict.FITS: "#15803d", Verdict.TIGHT: "#b45309", Verdict.TOO_BIG: "#b91c1c"}
 
 
 def _display_path(p: Path) -> str:
@@ -67,7 +62,6 @@ class ModelsPanel(QWidget):
         self._probe_id = 0
         self._files_id = 0
         self._token_id = 0
-        self.gpu_free: int | None = None  # free GPU memory, when llama.cpp has a GPU backend
         try:
             self.pairs: list[CatalogPair] = load_catalog()
             catalog_error = ""
@@ -80,7 +74,11 @@ class ModelsPanel(QWidget):
 
         # left: where to get models
         self.sources = QTabWidget()
-        self.sources.addTab(self._build_catalog(catalog_error), "Curated pairs")
+        self.catalog_view = CatalogView(settings, self.pairs, catalog_error)
+        self.catalog, self.detail = self.catalog_view.catalog, self.catalog_view.detail
+        self.quant, self.get_pair = self.catalog_view.quant, self.catalog_view.get_pair
+        self.get_pair.clicked.connect(self._download_pair)
+        self.sources.addTab(self.catalog_view, "Curated pairs")
         self.browser = HubBrowser()
         self.browser.searchRequested.connect(self._search)
         self.browser.filesRequested.connect(self._list_files)
@@ -109,42 +107,6 @@ class ModelsPanel(QWidget):
         self._probe_id = self.host.query("probe", "")
 
     # -- building ------------------------------------------------------------------------------
-
-    def _build_catalog(self, error: str) -> QWidget:
-        w = QWidget()
-        lay = QVBoxLayout(w)
-        self.catalog = QTreeWidget()
-        self.catalog.setHeaderLabels(["Pair", "Download", "Licence", "This machine"])
-        self.catalog.setRootIsDecorated(False)
-        self.catalog.setToolTip("Base/instruct twins that run on a laptop; select one to see details")
-        for p in self.pairs:
-            item = QTreeWidgetItem([p.title, p.size_words(), p.licence + (" (gated)" if p.gated else ""), ""])
-            item.setData(0, Qt.ItemDataRole.UserRole, p.id)
-            self.catalog.addTopLevelItem(item)
-        for c in range(4):
-            self.catalog.resizeColumnToContents(c)
-        lay.addWidget(self.catalog, 1)
-        self.detail = QLabel(error or "Select a pair to see what it is.")
-        self.detail.setWordWrap(True)
-        self.detail.setTextFormat(Qt.TextFormat.RichText)
-        self.detail.setOpenExternalLinks(True)
-        lay.addWidget(self.detail)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Quantization:"))
-        self.quant = QComboBox()
-        self.quant.setToolTip("Smaller quantizations download faster and use less memory; Q8_0 is closest to the original")
-        row.addWidget(self.quant)
-        row.addStretch(1)
-        self.get_pair = QPushButton("Download pair")
-        self.get_pair.setEnabled(False)
-        self.get_pair.setToolTip("Download the base and the instruct model; they are selected when both are here")
-        row.addWidget(self.get_pair)
-        lay.addLayout(row)
-        self.catalog.currentItemChanged.connect(self._pair_selected)
-        self.quant.currentTextChanged.connect(self._update_fit)
-        self.get_pair.clicked.connect(self._download_pair)
-        self._update_fit_column()
-        return w
 
     def _build_library(self) -> QWidget:
         box = QGroupBox("On this machine")
@@ -199,87 +161,11 @@ class ModelsPanel(QWidget):
 
     # -- catalog -------------------------------------------------------------------------------
 
-    def _pair(self, pid: str) -> CatalogPair | None:
-        return next((p for p in self.pairs if p.id == pid), None)
-
     def selected_pair(self) -> CatalogPair | None:
-        item = self.catalog.currentItem()
-        return self._pair(str(item.data(0, Qt.ItemDataRole.UserRole))) if item is not None else None
-
-    @Slot(QTreeWidgetItem, QTreeWidgetItem)
-    def _pair_selected(self, cur: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
-        p = self.selected_pair()
-        self.get_pair.setEnabled(p is not None)
-        self.quant.blockSignals(True)
-        self.quant.clear()
-        if p is not None:
-            self.quant.addItems(p.quants())
-        self.quant.blockSignals(False)
-        self._update_fit()
-
-    def _fit_sentence(self, p: CatalogPair, quant: str | None) -> tuple[Verdict, str]:
-        b, i = p.files_for(quant)
-        gpu = self.gpu_free is not None and self.settings.n_gpu_layers != 0
-        fit = assess_fit(b.size, n_ctx=self.settings.n_ctx, params_b=p.params_b,
-                         other_file_bytes=i.size, gpu=gpu, free_bytes=self.gpu_free if gpu else None)
-        return fit.verdict, fit.sentence
-
-    def _update_fit_column(self) -> None:
-        for n in range(self.catalog.topLevelItemCount()):
-            item = self.catalog.topLevelItem(n)
-            if item is None:
-                continue
-            p = self._pair(str(item.data(0, Qt.ItemDataRole.UserRole)))
-            if p is None:
-                continue
-            try:
-                verdict, _ = self._fit_sentence(p, None)
-            except CatalogError:
-                continue
-            item.setText(3, verdict.value)
-            item.setForeground(3, QColor(VERDICT_COLOUR[verdict]))
-
-    @Slot()
-    def _update_fit(self) -> None:
-        p = self.selected_pair()
-        if p is None:
-            return
-        quant = self.quant.currentText() or None
-        try:
-            verdict, sentence = self._fit_sentence(p, quant)
-        except CatalogError as exc:
-            self.detail.setText(str(exc))
-            return
-        b, i = p.files_for(quant)
-        lines = [f"<b>{p.title}</b> — {p.note}",
-                 f"Base: {p.base.repo} / {b.file} ({human_bytes(b.size)})",
-                 f"Instruct: {p.instruct.repo} / {i.file} ({human_bytes(i.size)})",
-                 f"Licence: <a href='{p.licence_url}'>{p.licence}</a>" if p.licence_url else f"Licence: {p.licence}",
-                 f"<span style='color:{VERDICT_COLOUR[verdict]}'>{sentence}</span>"]
-        if p.gated:
-            lines.append("This model is gated: accept its licence on Hugging Face and save a token below first.")
-        lines.append(f"<span style='color:gray'>{html.escape(p.what_is_known(quant))}</span>")
-        self.detail.setText("<br>".join(lines))
-
-    def confirm_licence(self, p: CatalogPair) -> bool:
-        """The model's licence is shown before any download; terms that need acceptance ask first."""
-        if not (p.licence_notice or p.gated):
-            return True
-        box, accept = self.licence_box(p)
-        box.exec()
-        return box.clickedButton() is accept
+        return self.catalog_view.selected_pair()
 
     def licence_box(self, p: CatalogPair) -> tuple[QMessageBox, QPushButton]:
-        """The question asked before downloading a pair under its own terms (and its Accept)."""
-        text = p.licence_notice or f"{p.title} is gated on Hugging Face: accept its licence there first."
-        box = QMessageBox(self)
-        box.setWindowTitle(f"{p.title}: licence")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        link = f"<br><br><a href='{p.licence_url}'>{html.escape(p.licence_url)}</a>" if p.licence_url else ""
-        box.setText(f"<b>{html.escape(p.licence)}</b><br><br>{html.escape(text)}{link}")
-        accept = box.addButton("Accept and download", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        return box, accept
+        return self.catalog_view.licence_box(p)
 
     def remove_box(self, path: str, size: str) -> QMessageBox:
         """The question asked before removing a model."""
@@ -291,7 +177,7 @@ class ModelsPanel(QWidget):
     @Slot()
     def _download_pair(self) -> None:
         p = self.selected_pair()
-        if p is None or not self.confirm_licence(p):
+        if p is None or not self.catalog_view.confirm_licence(p):
             return
         b, i = p.files_for(self.quant.currentText() or None)
         ids = {}
@@ -434,9 +320,9 @@ class ModelsPanel(QWidget):
     def _on_answer(self, a: HubAnswer) -> None:
         if a.kind == "probe" and a.query_id == self._probe_id:
             if a.items and a.items[0] and isinstance(a.items[1], int):
-                self.gpu_free = a.items[1]
-                self._update_fit_column()
-                self._update_fit()
+                self.catalog_view.gpu_free = a.items[1]
+                self.catalog_view.update_fit_column()
+                self.catalog_view.update_fit()
             return
         if a.query_id not in (self._search_id, self._files_id, self._token_id):
             return  # superseded
