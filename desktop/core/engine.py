@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from desktop.core.errors import ContextOverflowError, ModelLoadError
+from desktop.core.errors import ContextOverflowError, ModelLoadError, failure_sentence
 from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
     LOAD_SETTINGS,
     MAX_TOP_K,
@@ -165,7 +165,7 @@ class Engine:
             raise
         except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
             raise ModelLoadError(
-                f"llama.cpp could not load {Path(self.path).name} ({exc}). The file may be damaged "
+                f"llama.cpp could not load {Path(self.path).name}. The file may be damaged "
                 "or use an architecture this version does not support; try another file."
             ) from exc
         if progress is not None:
@@ -447,7 +447,7 @@ class Engine:
             raise
         except Exception as exc:
             reason = StopReason.ERROR
-            error = f"Generation failed: {exc}"
+            error = failure_sentence("The model stopped with an error", exc)
             raise
         finally:
             t_end = time.perf_counter()
