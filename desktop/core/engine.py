@@ -370,7 +370,8 @@ class Engine:
         cached = 0
         try:
             last = len(ids) - 1
-            cached = self._kv.reuse(ids, last)  # the last prompt token is evaluated for its logits
+            # the last prompt token is always evaluated again, for its logits
+            cached = self._kv.reuse(ids, last, n_batch=self._n_batch)
             # the last prompt token goes in a batch of its own, like every generated token, cached
             # prefix or not: llama.cpp's logits depend on the batch size (its kernels differ), and
             # this way a cold run and a warm one compute them the same way (see kv_cache.py)
@@ -534,7 +535,7 @@ class Engine:
 
         try:
             # positions before ``first`` need no logits, so those already cached are kept
-            cached = self._kv.reuse(seq, first)
+            cached = self._kv.reuse(seq, first, n_batch=self._n_batch, end=len(seq))
             self.last_score_cached_tokens = cached
             self._decode_chunks(seq[cached:], cached, lambda pos: pos >= first, on_chunk=read,
                                 cancel=cancel)

@@ -34,12 +34,29 @@ from desktop.core.llama_vocab import _llama
 
 SEQ = 0  # the engine's one sequence id
 
-# A kept prefix that ends inside the cache is cut back to a multiple of this many tokens. llama.cpp's
+# A kept prefix is cut back to a multiple of this many tokens. llama.cpp's
 # CPU kernels for repacked quantized weights (Q4_0, Q4_K, IQ4_NL, ... on x86 and ARM) multiply the
 # rows of a batch in groups of 4 counted from the batch start and the leftover rows one by one,
 # with slightly different rounding. Starting the evaluated suffix on an aligned position keeps every
 # row in the same kind of group as in a run without the cache, so its logits come out identical.
 ALIGN = 8
+# ... and the first batch evaluated after it holds at least this many tokens (or is a whole batch of
+# the run without the cache): llama.cpp picks other kernels for small batches (its tiled K-quant
+# matmul takes batches of 8 rows and more, llamafile's sgemm 2 or 4, the repacked kernels 4).
+MIN_BATCH = 16
+
+
+def kept_prefix(shared: int, end: int, n_batch: int) -> int:
+    """How many of ``shared`` reusable tokens to keep so that evaluating the rest, up to position
+    ``end`` (exclusive), in batches cut at multiples of ``n_batch``, runs through the same llama.cpp
+    kernels, row for row, as evaluating everything from position 0 (see :data:`ALIGN`)."""
+    n = shared - shared % ALIGN
+    while n > 0:
+        stop = min((n // n_batch + 1) * n_batch, end)
+        if n >= end or n % n_batch == 0 or stop - n >= MIN_BATCH:
+            break
+        n -= ALIGN
+    return max(0, n)
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -91,15 +108,18 @@ class KVCache:
     def _pos_min(self) -> int:
         return int(self._lib.llama_memory_seq_pos_min(self._mem, SEQ))
 
-    def reuse(self, ids: Sequence[int], limit: int) -> int:
+    def reuse(self, ids: Sequence[int], limit: int, *, n_batch: int, end: int | None = None) -> int:
         """Prepare the memory for evaluating ``ids`` from position 0; return how many leading
         tokens of ``ids`` are already there and need no evaluation.
 
         At most ``limit`` tokens are kept (callers pass ``len(ids) - 1`` so the last prompt token
         is always evaluated again and its logits are fresh; scoring passes the first position
-        whose logits it needs). A prefix that ends inside the cache is cut back to a multiple of
-        :data:`ALIGN`. Everything after the kept prefix is removed from the memory, so the caller
-        decodes ``ids[n:]`` at positions ``n, n+1, ...``. Returns 0 after a full clear:
+        whose logits it needs), and cut back by :func:`kept_prefix` so that the batch evaluated
+        next, which ends at ``end`` (default ``limit``; exclusive) and is cut at multiples of
+        ``n_batch``, computes its rows as a run without the cache would (except where a memory cannot drop positions and the prefix is
+        all it holds). Everything after the kept prefix
+        is removed from the memory, so the caller decodes ``ids[n:]`` at positions ``n, n+1,
+        ...``. Returns 0 after a full clear:
         when the cache is off, nothing is shared, the memory's last position disagrees with the
         bookkeeping, ``llama_memory_seq_rm`` refuses a partial removal (recurrent and hybrid
         memories), or a sliding-window (SWA) cache no longer holds the window that position
@@ -111,16 +131,17 @@ class KVCache:
         if self._pos_max() != len(self._tokens) - 1:  # changed behind our back: trust nothing
             self.clear()
             return 0
-        n = min(common_prefix_len(self._tokens, ids), max(0, int(limit)))
-        if n < len(self._tokens):
-            n -= n % ALIGN
+        shared = min(common_prefix_len(self._tokens, ids), max(0, int(limit)))
+        n = kept_prefix(shared, limit if end is None else end, n_batch)
         if n == 0:
             self.clear()
             return 0
         if n < len(self._tokens):
             if not self._lib.llama_memory_seq_rm(self._mem, SEQ, n, -1):
-                self.clear()
-                return 0
+                if shared != len(self._tokens):
+                    self.clear()
+                    return 0
+                n = shared  # a recurrent state still goes on from its very end
             del self._tokens[n:]
         pos_min = self._pos_min()
         if pos_min < 0 or pos_min > max(0, n - max(1, self._n_swa)) or self._pos_max() != n - 1:
