@@ -340,7 +340,10 @@ class Engine:
     def stream(
         self, request: GenerationRequest, cancel: threading.Event | None = None
     ) -> Iterator[StreamToken]:
-        """Yield generated tokens as they are made; stats land in ``self.last_stats``."""
+        """Yield generated tokens as they are made; stats land in ``self.last_stats``.
+
+        Only the prompt tokens after the longest common prefix with the KV cache are evaluated
+        (``last_stats.cached_tokens`` were reused; see kv_cache.py)."""
         cancel = cancel or threading.Event()
         p = request.params
         t_start = time.perf_counter()
@@ -370,11 +373,11 @@ class Engine:
         cached = 0
         try:
             last = len(ids) - 1
-            # the last prompt token is always evaluated again, for its logits
+            # reuse the cached prefix; the last prompt token is always evaluated again, for its
+            # logits, in a batch of its own like every generated token, cached prefix or not:
+            # llama.cpp's logits depend on the batch size (its kernels differ), and this way a
+            # cold run and a warm one compute them the same way (see kv_cache.py)
             cached = self._kv.reuse(ids, last, n_batch=self._n_batch)
-            # the last prompt token goes in a batch of its own, like every generated token, cached
-            # prefix or not: llama.cpp's logits depend on the batch size (its kernels differ), and
-            # this way a cold run and a warm one compute them the same way (see kv_cache.py)
             ok = self._decode_chunks(ids[cached:last], cached, lambda _pos: False, cancel=cancel)
             ok = ok and self._decode_chunks(ids[last:], last, lambda _pos: True, cancel=cancel)
             prompt_eval_s = time.perf_counter() - t_start
@@ -486,7 +489,11 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> list[ScoredToken]:
         """Log-probability and rank of each continuation token given everything before it,
-        computed in one batched evaluation (chunked only by llama.cpp's batch size)."""
+        computed in one batched evaluation (chunked only by llama.cpp's batch size).
+
+        Prompt positions already in the KV cache are not evaluated again (the prompt cache, see
+        kv_cache.py; ``last_score_cached_tokens`` says how many); afterwards the cache holds the
+        prompt and all but the last continuation token."""
         prompt = [int(t) for t in prompt_tokens]
         cont = [int(t) for t in continuation]
         if not cont:
