@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from desktop.core.errors import ContextOverflowError, ModelLoadError, failure_sentence
+from desktop.core.kv_cache import KVCache
 from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
     LOAD_SETTINGS,
     MAX_TOP_K,
@@ -183,8 +184,10 @@ class Engine:
         self._scratch = np.empty(n_vocab, dtype=np.float32)
         self._scratch2d: np.ndarray | None = None  # score()'s buffer, made on first use
         self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
+        self._kv = KVCache(self._ctx.ctx, self._model.model, enabled=opts.prompt_cache)
         self._closed = False
         self.last_stats = GenerationStats()
+        self.last_score_cached_tokens = 0  # tokens score() last reused from the KV cache
         made = int(self._llm.n_ctx())
         rounding = context_rounding_note(n_ctx, made)
         if rounding:
@@ -271,6 +274,31 @@ class Engine:
     def detokenize(self, ids: Sequence[int]) -> str:
         return b"".join(self.vocab.piece_bytes(int(t)) for t in ids).decode("utf-8", "replace")
 
+    # -- KV cache (prompt cache) ----------------------------------------------------------------
+
+    @property
+    def prompt_cache(self) -> bool:
+        """Whether generation and scoring reuse the KV cache's common prefix (see kv_cache.py).
+        Setting it to False also empties the cache; set from LoadOptions.prompt_cache."""
+        return self._kv.enabled
+
+    @prompt_cache.setter
+    def prompt_cache(self, on: bool) -> None:
+        self._kv.enabled = bool(on)
+        if not on:
+            self._reset_kv()
+
+    @property
+    def cached_tokens(self) -> tuple[int, ...]:
+        """Token ids the KV cache holds now, position by position: after a generation, the
+        prompt and every generated token but the last; after score(), the prompt and all but the
+        last continuation token."""
+        return self._kv.tokens
+
+    def clear_kv_cache(self) -> None:
+        """Empty the KV cache; the next call evaluates its whole prompt."""
+        self._reset_kv()
+
     # -- low-level decode ----------------------------------------------------------------------
 
     def _decode_chunks(
@@ -284,7 +312,8 @@ class Engine:
         """Decode tokens in n_batch chunks. ``want_logits(abs_pos)`` selects output rows;
         ``on_chunk(row_positions)`` is called after each chunk with the absolute positions whose
         logits are available at batch rows 0..len-1 (via llama_get_logits_ith(i)).
-        Returns False when cancelled."""
+        Returns False when cancelled. ``start_pos`` must be the number of tokens in the KV cache;
+        every decoded chunk is recorded there, and a failed decode empties the cache."""
         lib = _llama()
         b = self._batch
         n = len(tokens)
@@ -292,7 +321,10 @@ class Engine:
         while i < n:
             if cancel is not None and cancel.is_set():
                 return False
-            chunk = tokens[i : i + self._n_batch]
+            # chunks end on multiples of n_batch counted from position 0, so a suffix evaluated
+            # after a cached prefix is cut where a run without the cache cuts it
+            chunk = tokens[i : i + self._n_batch - (start_pos + i) % self._n_batch]
+            self._kv.check_start(start_pos + i)
             outputs: list[int] = []
             b.n_tokens = len(chunk)
             for j, tok in enumerate(chunk):
@@ -307,7 +339,9 @@ class Engine:
                     outputs.append(j)
             rc = lib.llama_decode(self._ctx.ctx, b)
             if rc != 0:
+                self._kv.clear()  # llama.cpp keeps an unknown part of a failed batch
                 raise RuntimeError(f"llama_decode returned {rc}")
+            self._kv.appended(chunk)
             if on_chunk is not None:
                 # the callback reads rows via _logits_row(batch index in self._last_outputs)
                 self._last_outputs = outputs
@@ -321,7 +355,7 @@ class Engine:
         return np.frombuffer(memoryview(self._row_type.from_address(addr)), dtype=np.float32)
 
     def _reset_kv(self) -> None:
-        self._ctx.kv_cache_clear()
+        self._kv.clear()
         self._llm.n_tokens = 0
 
     # -- sampling ------------------------------------------------------------------------------
@@ -356,7 +390,10 @@ class Engine:
     def stream(
         self, request: GenerationRequest, cancel: threading.Event | None = None
     ) -> Iterator[StreamToken]:
-        """Yield generated tokens as they are made; stats land in ``self.last_stats``."""
+        """Yield generated tokens as they are made; stats land in ``self.last_stats``.
+
+        Only the prompt tokens after the longest common prefix with the KV cache are evaluated
+        (``last_stats.cached_tokens`` were reused; see kv_cache.py)."""
         cancel = cancel or threading.Event()
         p = request.params
         validate_sampling(p)  # checked on construction too; nothing bad reaches llama.cpp
@@ -384,10 +421,16 @@ class Engine:
         error: str | None = None
         pending = ""  # decoded text held back because it could start a stop string
         t_first = 0.0
+        cached = 0
         try:
-            self._reset_kv()
             last = len(ids) - 1
-            ok = self._decode_chunks(ids, 0, lambda pos: pos == last, cancel=cancel)
+            # reuse the cached prefix; the last prompt token is always evaluated again, for its
+            # logits, in a batch of its own like every generated token, cached prefix or not:
+            # llama.cpp's logits depend on the batch size (its kernels differ), and this way a
+            # cold run and a warm one compute them the same way (see kv_cache.py)
+            cached = self._kv.reuse(ids, last, n_batch=self._n_batch)
+            ok = self._decode_chunks(ids[cached:last], cached, lambda _pos: False, cancel=cancel)
+            ok = ok and self._decode_chunks(ids[last:], last, lambda _pos: True, cancel=cancel)
             prompt_eval_s = time.perf_counter() - t_start
             if not ok:
                 reason = StopReason.CANCELLED
@@ -438,6 +481,9 @@ class Engine:
                 if cancel.is_set():
                     reason = StopReason.CANCELLED
                     break
+                if index + 1 >= int(p.max_tokens):  # no logits needed after the last token
+                    reason = StopReason.LENGTH
+                    break
                 self._decode_chunks([tok], n_past, lambda _pos: True)
                 n_past += 1
             else:
@@ -461,6 +507,7 @@ class Engine:
                 total_s=t_end - t_start,
                 stop_reason=reason,
                 error=error,
+                cached_tokens=cached,
             )
             try:
                 sampler.close()
@@ -493,7 +540,11 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> list[ScoredToken]:
         """Log-probability and rank of each continuation token given everything before it,
-        computed in one batched evaluation (chunked only by llama.cpp's batch size)."""
+        computed in one batched evaluation (chunked only by llama.cpp's batch size).
+
+        Prompt positions already in the KV cache are not evaluated again (the prompt cache, see
+        kv_cache.py; ``last_score_cached_tokens`` says how many); afterwards the cache holds the
+        prompt and all but the last continuation token."""
         prompt = [int(t) for t in prompt_tokens]
         cont = [int(t) for t in continuation]
         if not cont:
@@ -540,11 +591,13 @@ class Engine:
                                 int(ranks[r]), alts)
                 )
 
-        self._reset_kv()
         try:
-            self._decode_chunks(seq, 0, lambda pos: pos >= first, on_chunk=read, cancel=cancel)
+            # positions before ``first`` need no logits, so those already cached are kept
+            cached = self._kv.reuse(seq, first, n_batch=self._n_batch, end=len(seq))
+            self.last_score_cached_tokens = cached
+            self._decode_chunks(seq[cached:], cached, lambda pos: pos >= first, on_chunk=read,
+                                cancel=cancel)
         finally:
-            self._reset_kv()
             release_compute_threads()
         return out
 
