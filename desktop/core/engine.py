@@ -11,7 +11,6 @@ An :class:`Engine` is not thread-safe: exactly one thread creates, uses and clos
 from __future__ import annotations
 
 import codecs
-import contextlib
 import ctypes
 import os
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from desktop.core.engine_parts import LoadCancelled, _load_progress, _stop_hold  # noqa: F401
 from desktop.core.errors import ContextOverflowError, ModelLoadError, failure_sentence
 from desktop.core.kv_cache import KVCache
 from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
@@ -63,59 +63,8 @@ from desktop.core.types import (
     StopReason,
     StreamToken,
     TokenInfo,
-    TopAlt,
 )
 from desktop.core.words import count
-
-
-class LoadCancelled(ModelLoadError):
-    """The load was aborted through the progress callback."""
-
-
-@contextlib.contextmanager
-def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[None]:
-    """Hand llama.cpp a progress callback for the next model load on this thread.
-
-    llama-cpp-python's ``Llama`` takes no progress callback; the model parameters it starts from
-    (see ``llama_vocab._patch_model_params``) carry the one set here. Returning False from
-    ``progress`` makes llama.cpp abort the load.
-    """
-    if progress is None:
-        yield
-        return
-    import llama_cpp.llama_cpp as low
-
-    aborted = [False]
-
-    def _cb(p: float, _user: Any) -> bool:
-        try:
-            keep = progress(float(p)) is not False
-        except Exception:
-            keep = True
-        if not keep:
-            aborted[0] = True
-        return keep
-
-    LOAD_SETTINGS.progress = low.llama_progress_callback(_cb)
-    try:
-        yield
-    except Exception:
-        if aborted[0]:
-            raise LoadCancelled("Loading was cancelled.") from None
-        raise
-    finally:
-        LOAD_SETTINGS.progress = None
-
-
-def _stop_hold(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
-    best = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
-                break
-    return best
 
 
 class Engine:
@@ -540,101 +489,21 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> list[ScoredToken]:
         """Log-probability and rank of each continuation token given everything before it,
-        computed in one batched evaluation (chunked only by llama.cpp's batch size).
+        computed in one batched evaluation (see :func:`desktop.core.engine_score.score`)."""
+        from desktop.core.engine_score import score
 
-        Prompt positions already in the KV cache are not evaluated again (the prompt cache, see
-        kv_cache.py; ``last_score_cached_tokens`` says how many); afterwards the cache holds the
-        prompt and all but the last continuation token."""
-        prompt = [int(t) for t in prompt_tokens]
-        cont = [int(t) for t in continuation]
-        if not cont:
-            return []
-        if not prompt:
-            raise ValueError("score() needs at least one prompt token")
-        total = len(prompt) + len(cont) - 1
-        if total > self.n_ctx:
-            raise ContextOverflowError(
-                f"Scoring needs {count(total, 'token')} but this model's context holds {self.n_ctx:,}. "
-                "Use a shorter answer or a larger context."
-            )
-        seq = prompt + cont[:-1]
-        first = len(prompt) - 1  # logits at this position predict cont[0]
-        k = max(0, min(MAX_TOP_K, int(top_k)))
-        out: list[ScoredToken] = []
-
-        def read(positions: list[int]) -> None:
-            if not positions:
-                return
-            # all requested rows of this chunk at once, in batch order
-            ptr = _llama().llama_get_logits(self._ctx.ctx)
-            mat = np.ctypeslib.as_array(ptr, shape=(len(positions), self.vocab.n_vocab))
-            js = np.asarray(positions) - first
-            toks = np.asarray([cont[j] for j in js])
-            vals = mat[np.arange(len(js)), toks]
-            maxes = mat.max(axis=1)
-            # log-sum-exp in a reused float32 scratch (no temporaries of the vocabulary's size)
-            scratch = self._score_scratch(mat.shape)
-            np.subtract(mat, maxes[:, None], out=scratch)
-            np.exp(scratch, out=scratch)
-            lses = maxes.astype(np.float64) + np.log(scratch.sum(axis=1, dtype=np.float64))
-            ranks = 1 + np.count_nonzero(mat > vals[:, None], axis=1)
-            for r, j in enumerate(js):
-                row = mat[r]
-                lse = float(lses[r])
-                alts = tuple(
-                    TopAlt(int(i), self.vocab.piece(int(i)), float(row[i]) - lse)
-                    for i in (_top_indices(row, k, float(maxes[r])) if k else ())
-                )
-                tok = int(toks[r])
-                out.append(
-                    ScoredToken(int(j), tok, self.vocab.piece(tok), float(vals[r]) - lse,
-                                int(ranks[r]), alts)
-                )
-
-        try:
-            # positions before ``first`` need no logits, so those already cached are kept
-            cached = self._kv.reuse(seq, first, n_batch=self._n_batch, end=len(seq))
-            self.last_score_cached_tokens = cached
-            self._decode_chunks(seq[cached:], cached, lambda pos: pos >= first, on_chunk=read,
-                                cancel=cancel)
-        finally:
-            release_compute_threads()
-        return out
-
-    def _score_scratch(self, shape: tuple[int, int]) -> np.ndarray:
-        if self._scratch2d is None or self._scratch2d.shape[0] < shape[0]:
-            self._scratch2d = np.empty(shape, dtype=np.float32)  # grows to the largest chunk
-        return self._scratch2d[: shape[0]]
+        return score(self, prompt_tokens, continuation, top_k, cancel)
 
     def score_stepwise(
         self, prompt_tokens: Sequence[int], continuation: Sequence[int], top_k: int = 5
     ) -> list[ScoredToken]:
         """Reference implementation of :meth:`score`: one token at a time (for tests/bench)."""
-        prompt = [int(t) for t in prompt_tokens]
-        cont = [int(t) for t in continuation]
-        k = max(0, min(MAX_TOP_K, int(top_k)))
-        out: list[ScoredToken] = []
-        self._reset_kv()
-        last = len(prompt) - 1
-        self._decode_chunks(prompt, 0, lambda pos: pos == last)
-        n_past = len(prompt)
-        for j, tok in enumerate(cont):
-            row = self._logits_row(-1)
-            _, lse = _log_softmax(row)
-            val = row[tok]
-            rank = 1 + int(np.count_nonzero(row > val))
-            out.append(
-                ScoredToken(
-                    j,
-                    tok,
-                    self.vocab.piece(tok),
-                    float(val) - lse,
-                    rank,
-                    _top_alts(row, lse, k, self.vocab),
-                )
-            )
-            if j + 1 < len(cont):
-                self._decode_chunks([tok], n_past, lambda _pos: True)
-                n_past += 1
-        self._reset_kv()
-        return out
+        from desktop.core.engine_score import score_stepwise
+
+        return score_stepwise(self, prompt_tokens, continuation, top_k)
+
+    def score_scratch(self, shape: tuple[int, int]) -> np.ndarray:
+        """score()'s float32 work buffer of ``shape`` (grows to the largest chunk, then reused)."""
+        if self._scratch2d is None or self._scratch2d.shape[0] < shape[0]:
+            self._scratch2d = np.empty(shape, dtype=np.float32)
+        return self._scratch2d[: shape[0]]
