@@ -126,8 +126,19 @@ def test_build_scripts_exist_and_parse() -> None:
         for script in (linux, fresh, ROOT / "packaging" / "macos" / "build_macos.sh"):
             r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
-    iss = (ROOT / "packaging" / "windows" / "based.iss").read_text(encoding="utf-8")
-    assert "[Icons]" in iss and "{group}" in iss
+    windows = ROOT / "packaging" / "build_windows.sh"
+    assert os.access(windows, os.X_OK)
+    for script in (windows, ROOT / "packaging" / "windows" / "build_llama.sh",
+                   ROOT / "packaging" / "windows" / "wine_prefix.sh"):
+        assert os.access(script, os.X_OK), script
+        if shutil.which("bash"):
+            r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+    nsi = (ROOT / "packaging" / "windows" / "based.nsi").read_text(encoding="utf-8")
+    for needed in ("RequestExecutionLevel user", "MUI_PAGE_LICENSE", "CreateShortcut",
+                   "$SMPROGRAMS", "HKCU", "UninstallString", "WriteUninstaller"):
+        assert needed in nsi, needed
+    assert "HKLM" not in nsi  # per user: no admin rights
     wf = (ROOT / ".github" / "workflows" / "build.yml").read_text(encoding="utf-8")
     for runner in ("ubuntu-", "windows-", "macos-14"):
         assert runner in wf

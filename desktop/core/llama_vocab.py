@@ -140,12 +140,37 @@ def release_compute_threads() -> None:
         _OMP_PAUSE(2)  # omp_pause_hard: frees this thread's pool (a no-op inside a parallel region)
 
 
+def load_backends(llama_cpp: Any) -> None:
+    """Load llama.cpp's backends from ``llama_cpp/lib`` when the build loads them at run time.
+
+    A portable build (``GGML_BACKEND_DL=ON``, ``GGML_CPU_ALL_VARIANTS=ON``; the Windows bundle's)
+    carries one ``ggml-cpu-<variant>`` library per CPU generation and registers no backend until
+    ``ggml_backend_load_all_from_path`` picks the best one the CPU runs. llama.cpp's own fallback
+    searches only the executable's folder and the working folder, not ``llama_cpp/lib``. A build
+    with the CPU backend linked in already has a backend registered: nothing to do.
+    ggml's functions are looked up in the ggml library itself (on Windows a DLL exports only its
+    own functions, not those of the DLLs it links). The path goes as UTF-8, as ggml expects."""
+    try:
+        from llama_cpp import _ggml
+
+        ggml = _ggml.libggml
+        count = ggml.ggml_backend_reg_count
+        load_from = ggml.ggml_backend_load_all_from_path
+    except (ImportError, OSError, AttributeError):
+        return
+    count.argtypes, count.restype = [], ctypes.c_size_t
+    load_from.argtypes, load_from.restype = [ctypes.c_char_p], None
+    if count() == 0:
+        load_from(str(Path(llama_cpp.__file__).resolve().parent / "lib").encode("utf-8"))
+
+
 def _patch_llama_cpp(llama_cpp: Any) -> None:
     global _PATCHED
     if _PATCHED:
         return
     import importlib
 
+    load_backends(llama_cpp)  # before anything reads the system info
     _patch_model_params(llama_cpp)
 
     for name in ("llama_cpp.llama", "llama_cpp._internals", "llama_cpp.llama_chat_format"):
