@@ -53,7 +53,7 @@ elapsed() { echo "$(( $(date +%s) - T0 )) s"; }
 missing=()
 need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need wine wine
-need wine64 wine64
+[[ -x /usr/lib/wine/wine64 ]] || command -v wine64 >/dev/null 2>&1 || missing+=(wine64)
 need x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64-posix
 need x86_64-w64-mingw32-g++-posix g++-mingw-w64-x86-64-posix
 need x86_64-w64-mingw32-objdump binutils-mingw-w64-x86-64
@@ -79,12 +79,14 @@ echo "Based $VERSION for Windows x64 ($LLAMA_REQ); cache: $CACHE"
 mkdir -p "$BUILD" "$DIST" "$CACHE/windows/downloads"
 
 # A Linux venv for pip (downloads, Based's wheel, installing Windows wheels into a folder).
+# (A pip configuration may name local indexes that do not exist: not worth a warning each time.)
+pip_quiet() { "$@" 2> >(grep -v -e "^WARNING: Location 'file:" >&2); }
 HOSTVENV="$BUILD/host-venv"
 if [[ ! -x "$HOSTVENV/bin/pip" ]]; then
     python3 -m venv "$HOSTVENV"
-    "$HOSTVENV/bin/pip" install -q --upgrade pip packaging
+    pip_quiet "$HOSTVENV/bin/pip" install -q --disable-pip-version-check --upgrade pip packaging
 fi
-PIP=("$HOSTVENV/bin/pip" --disable-pip-version-check)
+PIP=(pip_quiet "$HOSTVENV/bin/pip" --disable-pip-version-check)
 
 # -- 2. downloads ---------------------------------------------------------------------------------
 say "downloads ($(elapsed))"
@@ -156,7 +158,8 @@ if [[ ! -f "$WHEELS_CACHED/complete" ]]; then
     mv "$WHEELS_CACHED.tmp" "$WHEELS_CACHED"
 fi
 cp "$WHEELS_CACHED"/*.whl "$WHEELS/"
-"${PIP[@]}" wheel -q --no-deps -w "$WHEELS" "$ROOT"
+"${PIP[@]}" wheel -q --no-deps -w "$WHEELS" "$ROOT" >"$BUILD/based-wheel.log" 2>&1 \
+    || { cat "$BUILD/based-wheel.log" >&2; exit 1; }
 # Every requirement of every wheel, with markers evaluated for Windows / CPython 3.11, must be met.
 "$HOSTVENV/bin/python" - "$WHEELS" "$WINENV" <<'PY'
 import json, sys, zipfile
@@ -199,7 +202,10 @@ rm -rf "$SITE/bin"   # Linux launcher scripts pip wrote for the wheels' entry po
 export WINEPREFIX="$BUILD/wineprefix" WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 "$WIN/wine_prefix.sh" "$WINEPREFIX" "$SITE/PySide6/Qt6Core.dll"
 winrun() {  # run a Windows program under Wine: no terminal on stdin, output piped
-    env -u PYTHONPATH -u PYTHONHOME -u VIRTUAL_ENV -u PYTHONSTARTUP wine "$@" </dev/null 2>&1 | cat
+    # (Wine has the Universal CRT built in, not as api-ms-win-crt-*.dll files, so PyInstaller warns
+    # it cannot find them: on Windows 10 and 11 they are part of the system, never bundled.)
+    env -u PYTHONPATH -u PYTHONHOME -u VIRTUAL_ENV -u PYTHONSTARTUP wine "$@" </dev/null 2>&1 \
+        | grep -v -e "could not resolve 'api-ms-win-" -e "could not resolve 'bcryptprimitives.dll'"
     return "${PIPESTATUS[0]}"
 }
 WPY="$WINPY/python.exe"
@@ -221,7 +227,7 @@ if find "$BUNDLE" -iname 'icuuc*.dll' | grep -q .; then
     echo "the bundle picked up Wine's icuuc.dll stand-in" >&2
     exit 1
 fi
-for need in llama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll; do
+for need in libllama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll; do
     [[ -f "$BUNDLE/_internal/llama_cpp/lib/$need" ]] || { echo "bundle lacks llama_cpp/lib/$need" >&2; exit 1; }
 done
 

@@ -210,3 +210,52 @@ def test_built_bundle_libraries_resolve(request: pytest.FixtureRequest) -> None:
     assert (internal / "desktop" / "assets" / "icons" / "based.svg").is_file()
     assert (internal / "desktop" / "assets" / "selftest" / "selftest.gguf").is_file()
     assert (internal / "licenses" / "THIRD_PARTY_NOTICES.md").is_file()
+
+
+def test_windows_llama_wheel_packs_the_dlls_with_a_valid_record(tmp_path: Path) -> None:
+    """packaging/windows/make_llama_wheel.py: a win_amd64 wheel pip accepts (RECORD hashes)."""
+    import base64
+    import hashlib
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location(
+        "make_llama_wheel", ROOT / "packaging" / "windows" / "make_llama_wheel.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    sdist = tmp_path / "llama_cpp_python-0.3.36"
+    (sdist / "llama_cpp" / "lib").mkdir(parents=True)
+    (sdist / "llama_cpp" / "__init__.py").write_text('__version__ = "0.3.36"\n')
+    (sdist / "llama_cpp" / "lib" / "libllama.so").write_bytes(b"linux leftovers")
+    (sdist / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: 0.3.36\n")
+    (sdist / "pyproject.toml").write_text(
+        '[project]\nname = "llama_cpp_python"\ndependencies = ["numpy>=1.20.0", "diskcache>=5.6.1"]\n')
+    (sdist / "LICENSE.md").write_text("MIT\n")
+    dlls = tmp_path / "dlls"
+    dlls.mkdir()
+    for name in ("llama.dll", "ggml.dll", "ggml-cpu-haswell.dll"):
+        (dlls / name).write_bytes(b"MZ" + name.encode())
+
+    whl = mod.make_wheel(sdist, dlls, tmp_path / "out")
+    assert whl.name == "llama_cpp_python-0.3.36-py3-none-win_amd64.whl"
+    with zipfile.ZipFile(whl) as zf:
+        names = set(zf.namelist())
+        assert {"llama_cpp/__init__.py", "llama_cpp/lib/llama.dll",
+                "llama_cpp/lib/ggml-cpu-haswell.dll"} <= names
+        assert "llama_cpp/lib/libllama.so" not in names
+        info = "llama_cpp_python-0.3.36.dist-info"
+        wheel = zf.read(f"{info}/WHEEL").decode()
+        assert "Tag: py3-none-win_amd64" in wheel and "Root-Is-Purelib: false" in wheel
+        meta = zf.read(f"{info}/METADATA").decode()
+        assert "Version: 0.3.36" in meta and "Requires-Dist: numpy>=1.20.0" in meta
+        record = zf.read(f"{info}/RECORD").decode().splitlines()
+        assert len(record) == len(names)
+        for line in record:
+            name, digest, size = line.rsplit(",", 2)
+            if name.endswith("/RECORD"):
+                continue
+            data = zf.read(name)
+            want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert digest == f"sha256={want}" and int(size) == len(data), name

@@ -64,7 +64,7 @@ class Wine:
     def unix_path(self, windows_path: str) -> Path:
         out = subprocess.run(["winepath", "-u", windows_path], env=self.env, capture_output=True,
                              text=True, stdin=subprocess.DEVNULL, timeout=120, check=True)
-        return Path(out.stdout.strip())
+        return Path(out.stdout.strip()).resolve()  # through dosdevices/c: to drive_c
 
     def registry(self, key: str) -> dict[str, str] | None:
         """The values of a registry key (name -> data), or None when the key does not exist."""
@@ -114,7 +114,8 @@ def _shell_link(data: bytes) -> dict[str, str]:
             count = struct.unpack_from("<H", data, pos)[0]
             width = 2 if unicode else 1
             raw = data[pos + 2:pos + 2 + count * width]
-            out[name] = raw.decode("utf-16-le" if unicode else "latin-1")
+            # (Wine's link writer counts the terminating NUL; Windows' does not)
+            out[name] = raw.decode("utf-16-le" if unicode else "latin-1").rstrip("\0")
             pos += 2 + count * width
     return out
 
@@ -188,7 +189,7 @@ def test_installs_per_user_and_registers_its_uninstaller(installed: Installed) -
     lib = app / "_internal" / "llama_cpp" / "lib"
     variants = sorted(p.name for p in lib.glob("ggml-cpu-*.dll"))
     assert {"ggml-cpu-x64.dll", "ggml-cpu-sse42.dll", "ggml-cpu-haswell.dll"} <= set(variants), variants
-    assert (lib / "llama.dll").is_file() and (lib / "ggml.dll").is_file()
+    assert (lib / "libllama.dll").is_file() and (lib / "ggml.dll").is_file()
     assert (app / "_internal" / "licenses" / "THIRD_PARTY_NOTICES.md").is_file()
     assert not list(app.rglob("icuuc*.dll")), "Wine's icuuc stand-in must not ship"
 

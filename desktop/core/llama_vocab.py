@@ -187,7 +187,6 @@ def _llama() -> Any:
     import llama_cpp
 
     global _LOG_CALLBACK
-    _patch_llama_cpp(llama_cpp)
     if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
         # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
         # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.
@@ -198,6 +197,7 @@ def _llama() -> Any:
 
         _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+    _patch_llama_cpp(llama_cpp)  # after the callback: loading backends logs each library it tries
     return llama_cpp
 
 

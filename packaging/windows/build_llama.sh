@@ -7,18 +7,20 @@
 # The llama.cpp is the one vendored in the llama-cpp-python sdist (the exact sources pip would
 # compile), built with mingw-w64 GCC (posix threads) and CMake:
 # - portable CPU code chosen at run time: GGML_NATIVE=OFF, GGML_BACKEND_DL=ON,
-#   GGML_CPU_ALL_VARIANTS=ON -> ggml-cpu-<variant>.dll from x64/sse42 up to sapphirerapids;
+#   GGML_CPU_ALL_VARIANTS=ON -> ggml-cpu-<variant>.dll from x64 and sse42 up to zen4 (all of
+#   llama.cpp's x86 variants but the AMX one, sapphirerapids, which GCC 12 cannot build for
+#   Windows: see below);
 # - no OpenMP (ggml's own thread pool: no libgomp/winpthread DLL to ship);
 # - libgcc, libstdc++ and winpthread linked statically (and not re-exported: ggml and llama
 #   export every symbol on mingw, where GGML_API/LLAMA_API are not dllexport): the DLLs import
 #   only Windows' own DLLs;
-# - only the libraries llama-cpp-python loads (llama, ggml, ggml-base, the CPU variants): no
+# - only the libraries llama-cpp-python loads (libllama, ggml, ggml-base, the CPU variants): no
 #   tools, examples, tests, common library or mtmd/llava (Based does not use them);
 # - unaligned AVX moves (binutils -muse-unaligned-vector-move; GCC bug 54412: Windows only
 #   guarantees 16-byte stack alignment);
 # - packaging/windows/mingw_compat.h when the mingw-w64 headers lack
 #   THREAD_POWER_THROTTLING_STATE (mingw-w64 10, Debian 12).
-# Then it checks every DLL's imports and that llama.dll exports every function llama-cpp-python
+# Then it checks every DLL's imports and that libllama.dll exports every function llama-cpp-python
 # binds, and writes llama_cpp_python-X.Y.Z-py3-none-win_amd64.whl (make_llama_wheel.py).
 #
 # Cached by the hash of its inputs (sdist, build flags, toolchain file, compat header, wheel
@@ -72,10 +74,27 @@ CMAKE_FLAGS=(
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
 )
 
+RECIPE_PATCH='        if (NOT MSVC)
+            # MSVC doesn'"'"'t support AMX
+            ggml_add_cpu_backend_variant(sapphirerapids'
+apply_recipe_patch() {  # the one source change: sapphirerapids only when neither MSVC nor MinGW
+    python3 - "$1" "$RECIPE_PATCH" <<'PY'
+import sys
+path, old = sys.argv[1], sys.argv[2]
+text = open(path, encoding="utf-8").read()
+new = old.replace("if (NOT MSVC)", "if (NOT MSVC AND NOT MINGW)")
+if new in text:
+    sys.exit(0)
+if text.count(old) != 1:
+    sys.exit(f"build_llama.sh: {path} no longer has the sapphirerapids variant block it patches")
+open(path, "w", encoding="utf-8").write(text.replace(old, new))
+PY
+}
+
 # The cache key: the sdist, the build recipe and the compiler; not the checkout's location.
 KEY="$( { sha256sum "$SDIST_TGZ" "$HERE/mingw-w64-x86_64.cmake" "$HERE/mingw_compat.h" \
             "$HERE/make_llama_wheel.py" | cut -d' ' -f1
-          printf '%s\n' "${CMAKE_FLAGS[@]}"
+          printf '%s\n' "${CMAKE_FLAGS[@]}" "$RECIPE_PATCH"
           "$CC" --version | head -1
           dpkg-query -W mingw-w64-x86-64-dev binutils-mingw-w64-x86-64 2>/dev/null || true
         } | sha256sum | cut -c1-16)"
@@ -96,6 +115,11 @@ echo "llama.cpp for Windows: building in $WORK (-j$JOBS)" >&2
 SDIST="$(find "$WORK" -mindepth 1 -maxdepth 1 -type d -name 'llama_cpp_python-*' | head -1)"
 SRC="$SDIST/vendor/llama.cpp"
 test -f "$SRC/CMakeLists.txt"
+# No sapphirerapids (AMX) variant: GCC 12's AMX intrinsics pass the tile stride as `long`, which
+# is 32 bits on Windows, and the assembler rejects the result ("(%rax,%edi,1) is not a valid
+# base/index expression"); llama.cpp's MSVC builds leave AMX out too. Those CPUs load the zen4
+# variant (AVX-512 VNNI/BF16). Based turns llama.cpp's AMX weight buffers off anyway.
+apply_recipe_patch "$SRC/ggml/src/CMakeLists.txt"
 
 nice -n 10 cmake -S "$SRC" -B "$WORK/build" "${GENERATOR[@]}" "${CMAKE_FLAGS[@]}" \
     >"$WORK/configure.log" 2>&1 || { tail -40 "$WORK/configure.log" >&2; exit 1; }
@@ -105,7 +129,7 @@ nice -n 10 cmake --build "$WORK/build" --config Release -j "$JOBS" >"$WORK/build
 DLLS="$WORK/dlls"
 rm -rf "$DLLS"
 mkdir -p "$DLLS"
-find "$WORK/build/bin" -maxdepth 1 \( -name 'llama.dll' -o -name 'ggml*.dll' \) -exec cp {} "$DLLS/" \;
+find "$WORK/build/bin" -maxdepth 1 \( -name '*llama.dll' -o -name 'ggml*.dll' \) -exec cp {} "$DLLS/" \;
 echo "built: $(cd "$DLLS" && echo *)" >&2
 
 # Every DLL may import only Windows' own DLLs and each other.
@@ -122,12 +146,13 @@ for dll in "$DLLS"/*.dll; do
     done < <("$OBJDUMP" -p "$dll" | sed -n 's/^\s*DLL Name: //p')
 done
 [[ "$bad" == 0 ]] || exit 1
-for need in llama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll; do
+# llama.cpp names it libllama.dll (ggml drops the prefix); llama-cpp-python loads either name.
+for need in libllama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll; do
     [[ -f "$DLLS/$need" ]] || { echo "build_llama.sh: $need was not built" >&2; exit 1; }
 done
 
-# llama-cpp-python binds its functions by name from llama.dll at import: all must be exported.
-"$OBJDUMP" -p "$DLLS/llama.dll" \
+# llama-cpp-python binds its functions by name from libllama.dll at import: all must be exported.
+"$OBJDUMP" -p "$DLLS/libllama.dll" \
     | awk '/\[Ordinal\/Name Pointer\] Table/{t=1; next} t && /^[ \t]*\[/{print $NF} t && /^$/{t=0}' \
     | sort -u >"$WORK/exports.txt"
 python3 - "$SDIST/llama_cpp/llama_cpp.py" "$WORK/exports.txt" <<'PY'
@@ -136,8 +161,8 @@ names = set(re.findall(r'@ctypes_function\(\s*"([^"]+)"', open(sys.argv[1]).read
 exports = set(open(sys.argv[2]).read().split())
 missing = sorted(names - exports)
 if not names or missing:
-    sys.exit(f"llama.dll lacks {len(missing)} of the {len(names)} functions llama-cpp-python binds: {missing[:10]}")
-print(f"llama.dll exports all {len(names)} functions llama-cpp-python binds", file=sys.stderr)
+    sys.exit(f"libllama.dll lacks {len(missing)} of the {len(names)} functions llama-cpp-python binds: {missing[:10]}")
+print(f"libllama.dll exports all {len(names)} functions llama-cpp-python binds", file=sys.stderr)
 PY
 
 rm -rf "$DEST.tmp"
