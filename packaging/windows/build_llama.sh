@@ -17,7 +17,7 @@
 # - only the libraries llama-cpp-python loads (libllama, ggml, ggml-base, the CPU variants): no
 #   tools, examples, tests, common library or mtmd/llava (Based does not use them);
 # - unaligned AVX moves (binutils -muse-unaligned-vector-move; GCC bug 54412: Windows only
-#   guarantees 16-byte stack alignment);
+#   guarantees 16-byte stack alignment); no build-machine paths in the DLLs (-ffile-prefix-map);
 # - packaging/windows/mingw_compat.h when the mingw-w64 headers lack
 #   THREAD_POWER_THROTTLING_STATE (mingw-w64 10, Debian 12).
 # Then it checks every DLL's imports and that libllama.dll exports every function llama-cpp-python
@@ -58,6 +58,8 @@ fi
 rm -rf "$PROBE"
 
 VEC="-Wa,-muse-unaligned-vector-move"
+# Source paths in the DLLs (assert messages) read llama.cpp/..., not this machine's folders.
+VEC="$VEC -ffile-prefix-map=@SRC@=llama.cpp"
 STATIC="-static -static-libgcc -static-libstdc++ -Wl,--exclude-libs,ALL"
 CMAKE_FLAGS=(
     -DCMAKE_TOOLCHAIN_FILE=@HERE@/mingw-w64-x86_64.cmake
@@ -115,6 +117,7 @@ echo "llama.cpp for Windows: building in $WORK (-j$JOBS)" >&2
 SDIST="$(find "$WORK" -mindepth 1 -maxdepth 1 -type d -name 'llama_cpp_python-*' | head -1)"
 SRC="$SDIST/vendor/llama.cpp"
 test -f "$SRC/CMakeLists.txt"
+CMAKE_FLAGS=("${CMAKE_FLAGS[@]//@SRC@/$SRC}")
 # No sapphirerapids (AMX) variant: GCC 12's AMX intrinsics pass the tile stride as `long`, which
 # is 32 bits on Windows, and the assembler rejects the result ("(%rax,%edi,1) is not a valid
 # base/index expression"); llama.cpp's MSVC builds leave AMX out too. Those CPUs load the zen4
@@ -146,6 +149,10 @@ for dll in "$DLLS"/*.dll; do
     done < <("$OBJDUMP" -p "$dll" | sed -n 's/^\s*DLL Name: //p')
 done
 [[ "$bad" == 0 ]] || exit 1
+if grep -l -a -F "$WORK" "$DLLS"/*.dll >&2; then
+    echo "build_llama.sh: the DLLs above contain this machine's build path" >&2
+    exit 1
+fi
 # llama.cpp names it libllama.dll (ggml drops the prefix); llama-cpp-python loads either name.
 for need in libllama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll; do
     [[ -f "$DLLS/$need" ]] || { echo "build_llama.sh: $need was not built" >&2; exit 1; }
