@@ -174,6 +174,12 @@ def _ggml_function(llama_cpp: Any, name: str) -> Any:
     dlsym on libllama's handle also searches the libraries it depends on (Linux, macOS); on
     Windows GetProcAddress does not, but loading ggml.dll by its full path returns the module
     libllama already loaded."""
+    try:  # llama-cpp-python's own handle on libggml: on Windows a DLL exports only its own functions
+        from llama_cpp import _ggml
+
+        return getattr(_ggml.libggml, name)
+    except (ImportError, OSError, AttributeError):
+        pass
     lib = llama_cpp.llama_cpp._lib
     try:
         return getattr(lib, name)
@@ -203,7 +209,7 @@ def _load_backends(llama_cpp: Any) -> None:
     try:
         count = _ggml_function(llama_cpp, "ggml_backend_reg_count")
         load_all = _ggml_function(llama_cpp, "ggml_backend_load_all_from_path")
-    except (AttributeError, OSError):
+    except (ImportError, AttributeError, OSError):
         return
     count.argtypes = []
     count.restype = ctypes.c_size_t
@@ -212,7 +218,7 @@ def _load_backends(llama_cpp: Any) -> None:
     load_all.argtypes = [ctypes.c_char_p]
     load_all.restype = None
     lib_dir = Path(llama_cpp.llama_cpp.__file__).resolve().parent / "lib"
-    load_all(os.fsencode(lib_dir))
+    load_all(str(lib_dir).encode("utf-8"))  # ggml takes the folder as UTF-8, also on Windows
 
 
 def _llama() -> Any:
