@@ -106,6 +106,14 @@ CONVERSATIONS: dict[str, tuple[list[dict], dict]] = {
         {"role": "assistant", "content": [{"type": "text", "text": "That is not true."}]},
         {"role": "user", "content": [{"type": "text", "text": "Why not?"}]},
     ], {}),
+    # what Based renders for a template that cannot read parts: each message's parts joined by
+    # a line break (desktop.core.conversation.PART_SEPARATOR)
+    "content_parts_joined": ([
+        {"role": "system", "content": "You are brief."},
+        {"role": "user", "content": "Read this: \nthe sky is green."},
+        {"role": "assistant", "content": "That is not true."},
+        {"role": "user", "content": "Why not?"},
+    ], {}),
     "think_earlier_turns": ([
         {"role": "user", "content": "What is 2+2?"},
         {"role": "assistant", "content": "<think>\nTwo and two make four.\n</think>\n\n2+2 = 4."},

@@ -345,11 +345,12 @@ def render_template(
         ) from None
     except jinja2.exceptions.TemplateError as exc:
         why = (exc.message or "it has an error").rstrip(".")
-        raise TemplateError(f"The chat template failed: {why}. Use another template.") from None
+        raise TemplateError(f"The chat template failed ({why}): use another template.") from None
     except Exception:  # errors inside template expressions: TypeError, KeyError, ...
         raise TemplateError(
-            "The chat template failed: it did something with these messages that it cannot do "
-            "(a bug in the template). Use another template."
+            "The chat template failed on these messages, doing something with them that it "
+            "cannot do (a bug in the template or a conversation it was not made for): use "
+            "another template."
         ) from None
     finally:
         sys.settrace(old_trace)

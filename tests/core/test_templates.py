@@ -194,7 +194,7 @@ def test_raise_exception_carries_the_templates_words() -> None:
 
 
 def test_runtime_errors_become_plain_sentences() -> None:
-    with pytest.raises(TemplateError, match="Use another template"):
+    with pytest.raises(TemplateError, match="use another template"):
         render_template("{{ messages[5]['content'] + 1 }}", [{"role": "user", "content": "x"}])
 
 
