@@ -53,14 +53,14 @@ class BaseMode(str, enum.Enum):
         }[self]
 
     def follow_up_form(self) -> str:
-        """How a follow-up shows the base model the conversation so far, in one sentence."""
-        return {
-            BaseMode.RAW: "The base model reads the whole transcript as plain text, each new "
+        """How a follow-up shows both models the conversation so far, in one sentence."""
+        return "Each model reads its own earlier answers; " + {
+            BaseMode.RAW: "the base model reads the whole transcript as plain text, each new "
                           "message after a blank line.",
-            BaseMode.TWIN: "The base model reads its own earlier answers as assistant turns of "
-                           "the twin's chat markup.",
-            BaseMode.QA: "The base model reads the earlier turns as Question/Answer pairs.",
-            BaseMode.URIAL: "The base model reads the earlier turns as # Query: / # Answer: "
+            BaseMode.TWIN: "the base model reads its own as assistant turns of the twin's chat "
+                           "markup.",
+            BaseMode.QA: "the base model reads the earlier turns as Question/Answer pairs.",
+            BaseMode.URIAL: "the base model reads the earlier turns as # Query: / # Answer: "
                             "blocks after the examples.",
         }[self]
 
