@@ -18,7 +18,7 @@ import pytest
 
 from desktop.cli import main
 from desktop.core.errors import GGUFError
-from desktop.core.gguf_checks import MAX_CONTEXT_LENGTH
+from desktop.core.gguf_arch_tables import MAX_CONTEXT_LENGTH
 from desktop.core.gguf_info import read_gguf, validate_gguf
 from desktop.core.tinymodel import build_tiny_model, vocab_file
 from tests.gguf_corpus import (
