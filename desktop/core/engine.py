@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's
     tokenize_file,
     tokenizer_facts,
 )
+from desktop.core.devices import GpuDevice, gpu_devices
+from desktop.core.offload import AUTO_LAYERS, OffloadPlan, model_shape, plan_offload
 from desktop.core.sampling import (
     context_rounding_note,
     fit_context,
@@ -106,6 +109,52 @@ def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[
         LOAD_SETTINGS.progress = None
 
 
+_SPLIT_NONE, _SPLIT_LAYER = 0, 1  # enum llama_split_mode
+
+# GPU loads run one at a time, so each plan sees the memory the previous load took; and the
+# device memory Based's loaded models were planned to take, for drivers that do not report use
+# (free == total: no VK_EXT_memory_budget), by ggml device index.
+_GPU_LOCK = threading.RLock()  # close() may run from __del__ during a load on the same thread
+_RESERVED: dict[int, int] = {}
+
+
+@contextlib.contextmanager
+def _gpu_load_lock(requested: int) -> Iterator[None]:
+    if requested == 0:
+        yield
+        return
+    with _GPU_LOCK:
+        yield
+
+
+def _reserved(devices: Sequence[GpuDevice]) -> int:
+    return sum(_RESERVED.get(d.index, 0) for d in devices if d.free_bytes >= d.total_bytes)
+
+
+def _reserve(plan: OffloadPlan) -> tuple[tuple[int, ...], int]:
+    idx = tuple(d.index for d in plan.devices)
+    share = plan.need_bytes // max(1, len(idx))
+    for i in idx:
+        _RESERVED[i] = _RESERVED.get(i, 0) + share
+    return idx, share
+
+
+def _release(reservation: tuple[tuple[int, ...], int] | None) -> None:
+    if reservation is None:
+        return
+    with _GPU_LOCK:
+        idx, share = reservation
+        for i in idx:
+            _RESERVED[i] = max(0, _RESERVED.get(i, 0) - share)
+
+
+def gpu_failure_note(plan: OffloadPlan, exc: BaseException) -> str:
+    """The one sentence the pane shows when the GPU could not take the model."""
+    del exc  # llama.cpp's own words ("Failed to load model from file") say nothing more
+    return (f"{plan.device_label} could not take this model (out of GPU memory or a driver "
+            "error), so it runs on the CPU.")
+
+
 def _stop_hold(text: str, stops: Sequence[str]) -> int:
     """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
     best = 0
@@ -138,36 +187,60 @@ class Engine:
                 "Pick a full model file."
             )
         lib = _llama()
-        gpu_ok = gpu_backend_available()
-        n_gpu = opts.n_gpu_layers if gpu_ok else 0
-        notes: list[str] = []
-        if opts.n_gpu_layers != 0 and not gpu_ok:
-            notes.append("This build of llama.cpp has no GPU backend, so the model runs on the CPU.")
         n_threads = opts.n_threads or default_threads()
         n_ctx, ctx_note = fit_context(opts.n_ctx, self.gguf.context_length)
-        if ctx_note:
-            notes.append(ctx_note)
+        notes: list[str] = [ctx_note] if ctx_note else []
+        n_batch = min(512, n_ctx)
         t0 = time.perf_counter()
-        try:
-            with _load_progress(progress):
-                self._llm = lib.Llama(
-                    model_path=self.path,
-                    n_ctx=n_ctx,
-                    n_batch=min(512, n_ctx),
-                    n_threads=n_threads,
-                    n_threads_batch=n_threads,
-                    n_gpu_layers=n_gpu,
-                    logits_all=False,
-                    seed=opts.seed,
-                    verbose=False,
-                )
-        except LoadCancelled:
-            raise
-        except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
-            raise ModelLoadError(
-                f"llama.cpp could not load {Path(self.path).name} ({exc}). The file may be damaged "
-                "or use an architecture this version does not support; try another file."
-            ) from exc
+        self._reservation: tuple[tuple[int, ...], int] | None = None
+        with _gpu_load_lock(opts.n_gpu_layers):
+            plan, gpu_note = self._plan(opts.n_gpu_layers, n_ctx, n_batch)
+            if gpu_note:
+                notes.append(gpu_note)
+
+            def load(on: OffloadPlan) -> Any:
+                # CPU only: no GPU device at all (split mode NONE with main_gpu -1 empties
+                # llama.cpp's device list), so nothing of it runs on a GPU, not even the big
+                # matrix products of a long prompt (llama.cpp's op offload).
+                gpu = on.on_gpu
+                with _load_progress(progress):
+                    return lib.Llama(
+                        model_path=self.path,
+                        n_ctx=n_ctx,
+                        n_batch=n_batch,
+                        n_threads=n_threads,
+                        n_threads_batch=n_threads,
+                        n_gpu_layers=on.n_gpu_layers if gpu else 0,
+                        split_mode=_SPLIT_LAYER if gpu else _SPLIT_NONE,
+                        main_gpu=0 if gpu else -1,
+                        logits_all=False,
+                        seed=opts.seed,
+                        verbose=False,
+                    )
+
+            try:
+                try:
+                    self._llm = load(plan)
+                except LoadCancelled:
+                    raise
+                except Exception as exc:
+                    if not plan.on_gpu:
+                        raise
+                    # out of device memory or a driver error: llama.cpp returns an error from the
+                    # load (it catches its backends' exceptions there), so the CPU is still usable
+                    notes.append(gpu_failure_note(plan, exc))
+                    plan = replace(plan, n_gpu_layers=0, gpu_layers=0, devices=(), need_bytes=0)
+                    self._llm = load(plan)
+            except LoadCancelled:
+                raise
+            except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
+                raise ModelLoadError(
+                    f"llama.cpp could not load {Path(self.path).name} ({exc}). The file may be damaged "
+                    "or use an architecture this version does not support; try another file."
+                ) from exc
+            if plan.on_gpu and plan.free_bytes is not None:
+                self._reservation = _reserve(plan)
+        self.plan = plan
         if progress is not None:
             try:
                 progress(1.0)
@@ -196,11 +269,30 @@ class Engine:
             n_vocab=n_vocab,
             n_threads=n_threads,
             gpu_requested=opts.n_gpu_layers != 0,
-            gpu_used=gpu_ok and n_gpu != 0,
-            backend=_backend_name() if (gpu_ok and n_gpu != 0) else cpu_backend_name(),
+            gpu_used=plan.on_gpu,
+            backend=plan.devices[0].backend if plan.on_gpu else cpu_backend_name(),
             load_s=time.perf_counter() - t0,
             note=" ".join(notes),
+            gpu_layers=plan.gpu_layers,
+            n_layer=int(lib.llama_model_n_layer(self._model.model)),
+            gpu_device=plan.device_label if plan.on_gpu else "",
+            cpu=cpu_backend_name(),
         )
+
+    def _plan(self, requested: int, n_ctx: int, n_batch: int) -> tuple[OffloadPlan, str]:
+        """Where the layers go (:func:`desktop.core.offload.plan_offload`), and a sentence when a
+        GPU was asked for and this build has none."""
+        if requested == 0:
+            return OffloadPlan(0, 0, 0, (), 0, None), ""
+        devices = gpu_devices() if gpu_backend_available() else []
+        if not devices:
+            note = "" if requested == AUTO_LAYERS else (
+                "There is no GPU that llama.cpp can use here, so the model runs on the CPU.")
+            return OffloadPlan(0, 0, 0, (), 0, None), note
+        shape = model_shape(self.path)
+        plan = plan_offload(shape, n_ctx=n_ctx, n_ubatch=min(n_batch, 512), requested=requested,
+                            devices=devices, reserved=_reserved(devices))
+        return plan, plan.note
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -208,6 +300,8 @@ class Engine:
         if getattr(self, "_closed", True):
             return
         self._closed = True
+        _release(self._reservation)
+        self._reservation = None
         try:
             _llama().llama_batch_free(self._batch)
         except Exception:
