@@ -302,12 +302,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     if not args.json:
                         _out(tok.text)
                 stats = engine.last_stats
-                where = engine.info.backend
-                n_ctx = engine.info.n_ctx
+                loaded = engine.info
+                where = loaded.where
             notes = [n for n in (prompt_note,) if n] + notes
             results[side] = {"prompt": rendered.text, "text": "".join(parts),
-                             "stats": {**stats.to_dict(), "backend": where, "device": where,
-                                       "n_ctx": n_ctx},
+                             "stats": {**stats.to_dict(), "backend": loaded.backend,
+                                       "gpu_layers": loaded.gpu_layers, "n_layer": loaded.n_layer,
+                                       "device": where, "n_ctx": loaded.n_ctx},
                              "params": {f: getattr(params, f) for f in SAMPLING_FIELDS},
                              "notes": notes}
             if not args.json:
@@ -358,13 +359,29 @@ def presets_help() -> str:
     return "\n".join(f"  {k}: {p.describe()}" for k, p in PRESETS.items())
 
 
+def gpu_layers_arg(text: str) -> int:
+    """``--n-gpu-layers``: "auto" (-2), "all" (-1), "cpu" (0) or a whole number."""
+    word = text.strip().lower()
+    named = {"auto": -2, "all": -1, "cpu": 0}
+    if word in named:
+        return named[word]
+    try:
+        return int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be auto, all, 0 (CPU only) or a number of layers, not {text!r}") from None
+
+
 def _add_runtime(p: argparse.ArgumentParser, n_ctx: int) -> None:
     r = p.add_argument_group("runtime")
     r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, up to 8)")
     r.add_argument("--n-ctx", type=int, default=n_ctx,
                    help=f"context size in tokens (default: {n_ctx:,}; lowered to what the model "
                         "was trained on, and Based says so)")
-    r.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    r.add_argument("--n-gpu-layers", type=gpu_layers_arg, default="auto", metavar="auto|all|N",
+                   help="where the model runs: auto (default: every layer on the GPU when the "
+                        "model and its context fit its free memory, else as many layers as fit, "
+                        "else the CPU), all, 0 (CPU only) or a number of layers on the GPU")
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:

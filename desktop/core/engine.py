@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from desktop.core.devices import GpuDevice, gpu_devices
 from desktop.core.errors import ContextOverflowError, ModelLoadError
 from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
     LOAD_SETTINGS,
     MAX_TOP_K,
-    _backend_name,
     _llama,
     _log_softmax,
     _top_alts,
@@ -40,7 +40,6 @@ from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's
     tokenize_file,
     tokenizer_facts,
 )
-from desktop.core.devices import GpuDevice, gpu_devices
 from desktop.core.offload import AUTO_LAYERS, OffloadPlan, model_shape, plan_offload
 from desktop.core.sampling import (
     context_rounding_note,

@@ -289,17 +289,6 @@ def cpu_backend_name() -> str:
     return "CPU" if label == "CPU" else f"CPU ({label})"
 
 
-def _backend_name() -> str:
-    try:
-        info = _llama().llama_print_system_info().decode("utf-8", "replace").upper()
-    except Exception:
-        return "CPU"
-    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
-        if f"{name} = 1" in info or f"{name} :" in info or f"{name}:" in info:
-            return name.title() if name != "CUDA" else "CUDA"
-    return "GPU" if gpu_backend_available() else cpu_backend_name()
-
-
 class _Vocab:
     """Token -> bytes / special lookups and tokenization over a loaded llama model's vocabulary."""
 

@@ -96,7 +96,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         ("--seed", "-1", "--seed must be from 0 to 4,294,967,294"),
         ("--n-ctx", "0", "--n-ctx must be from 1 to 1,048,576 tokens"),
         ("--threads", "0", "--threads must be from 1 to 512"),
-        ("--n-gpu-layers", "-2", "--n-gpu-layers must be -1 (all layers)"),
+        ("--n-gpu-layers", "-3", "--n-gpu-layers must be -2 (Auto), -1 (all layers)"),
     ],
 )
 def test_compare_refuses_bad_values_before_any_work(tmp_path: Path, option: str, value: str,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop.core.engine import Engine, gpu_backend_available, tokenize_file
+from desktop.core.engine import Engine, cpu_backend_name, tokenize_file
 from desktop.core.errors import ContextOverflowError, GGUFError, ModelLoadError
 from desktop.core.sampling import InvalidSetting
 from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams, StopReason
@@ -33,13 +33,19 @@ def test_load_reports_where_it_runs(engine: Engine) -> None:
     assert info.n_threads == 2
 
 
-def test_gpu_request_falls_back_to_cpu_with_a_note(tiny_phi3: Path) -> None:
-    with Engine(tiny_phi3, LoadOptions(n_ctx=128, n_threads=1, n_gpu_layers=-1)) as e:
-        if gpu_backend_available():
-            assert e.info.gpu_used is True
-        else:
-            assert e.info.gpu_used is False
-            assert "CPU" in e.info.note
+def test_gpu_request_without_a_gpu_runs_on_the_cpu_with_a_note(tiny_phi3: Path) -> None:
+    from desktop.core.devices import gpu_devices
+
+    if gpu_devices():
+        pytest.skip("this machine has a GPU device llama.cpp uses (tests/core/test_vulkan.py covers it)")
+    for asked in (-1, 3):
+        with Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=1, n_gpu_layers=asked)) as e:
+            assert e.info.gpu_used is False and e.info.gpu_layers == 0
+            assert e.info.note == "There is no GPU that llama.cpp can use here, so the model runs on the CPU."
+            assert e.info.where == e.info.backend == cpu_backend_name()
+    with Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=1)) as e:  # Auto: CPU, nothing to say
+        assert e.info.gpu_used is False and e.info.note == ""
+        assert e.info.where.startswith("CPU (")
 
 
 def test_tokenize_parses_special_tokens(engine: Engine) -> None:
