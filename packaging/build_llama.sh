@@ -79,7 +79,6 @@ check_host() {
     elif ! "$HOST_PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
         missing+=(python3-venv)
     fi
-    command -v cmake >/dev/null 2>&1 || missing+=(cmake)
     if vulkan_on; then
         command -v glslc >/dev/null 2>&1 || missing+=(glslc)
         [[ -f /usr/include/vulkan/vulkan.hpp ]] || missing+=(libvulkan-dev)
