@@ -414,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="based", description="A base model next to its instruct twin.")
     parser.add_argument("--version", action="version", version=f"based {__version__}")
     parser.add_argument("--self-test", action="store_true", help="check this installation and exit")
+    # the GPU test run Based starts itself before it first uses a GPU (desktop.core.gpu_check)
+    parser.add_argument("--gpu-check", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     g = sub.add_parser("gui", help="open the window", description="Open the window.")
@@ -505,6 +507,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(argv) if argv is not None else None)
         if args.self_test:
             return _self_test()
+        if args.gpu_check:
+            from desktop.core.gpu_check import main as gpu_check_main
+
+            return gpu_check_main()
         func = getattr(args, "func", None)
         if func is None:
             return cmd_gui(args)

@@ -9,7 +9,9 @@
  *                                  vkAllocateMemory returns VK_ERROR_OUT_OF_DEVICE_MEMORY once the
  *                                  allocations together would pass it;
  *   BASED_VK_FAIL=create_device    vkCreateDevice returns VK_ERROR_INITIALIZATION_FAILED (what a
- *                                  broken or mismatched driver does).
+ *                                  broken or mismatched driver does);
+ *   BASED_VK_FAIL=submit           vkQueueSubmit returns VK_ERROR_DEVICE_LOST (a driver that fails
+ *                                  while computing: a hang, a reset, a crashed GPU process).
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -27,6 +29,12 @@ static PFN_vkGetPhysicalDeviceMemoryProperties2 next_props2;
 static PFN_vkGetPhysicalDeviceMemoryProperties2 next_props2_khr;
 static PFN_vkAllocateMemory next_alloc;
 static PFN_vkFreeMemory next_free;
+static PFN_vkQueueSubmit next_submit;
+
+static int failing(const char *what) {
+    const char *fail = getenv("BASED_VK_FAIL");
+    return fail && strcmp(fail, what) == 0;
+}
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static VkDeviceSize used;
@@ -133,8 +141,7 @@ static VKAPI_ATTR VkResult VKAPI_CALL create_instance(const VkInstanceCreateInfo
 
 static VKAPI_ATTR VkResult VKAPI_CALL create_device(VkPhysicalDevice pd, const VkDeviceCreateInfo *ci,
                                                     const VkAllocationCallbacks *cb, VkDevice *dev) {
-    const char *fail = getenv("BASED_VK_FAIL");
-    if (fail && strcmp(fail, "create_device") == 0) return VK_ERROR_INITIALIZATION_FAILED;
+    if (failing("create_device")) return VK_ERROR_INITIALIZATION_FAILED;
     VkLayerDeviceCreateInfo *link = (VkLayerDeviceCreateInfo *)ci->pNext;
     while (link && !(link->sType == VK_STRUCTURE_TYPE_LOADER_DEVICE_CREATE_INFO && link->function == VK_LAYER_LINK_INFO))
         link = (VkLayerDeviceCreateInfo *)link->pNext;
@@ -147,7 +154,13 @@ static VKAPI_ATTR VkResult VKAPI_CALL create_device(VkPhysicalDevice pd, const V
     if (r != VK_SUCCESS) return r;
     next_alloc = (PFN_vkAllocateMemory)next_gdpa(*dev, "vkAllocateMemory");
     next_free = (PFN_vkFreeMemory)next_gdpa(*dev, "vkFreeMemory");
+    next_submit = (PFN_vkQueueSubmit)next_gdpa(*dev, "vkQueueSubmit");
     return r;
+}
+
+static VKAPI_ATTR VkResult VKAPI_CALL submit(VkQueue q, uint32_t n, const VkSubmitInfo *s, VkFence f) {
+    if (failing("submit")) return VK_ERROR_DEVICE_LOST;
+    return next_submit(q, n, s, f);
 }
 
 EXPORT VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL vkGetDeviceProcAddr(VkDevice dev, const char *name);
@@ -162,6 +175,7 @@ EXPORT VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL vkGetInstanceProcAddr(VkInstance
     if (!strcmp(name, "vkGetPhysicalDeviceMemoryProperties2KHR")) return (PFN_vkVoidFunction)props2_khr;
     if (!strcmp(name, "vkAllocateMemory")) return (PFN_vkVoidFunction)alloc;
     if (!strcmp(name, "vkFreeMemory")) return (PFN_vkVoidFunction)release;
+    if (!strcmp(name, "vkQueueSubmit")) return (PFN_vkVoidFunction)submit;
     return next_gipa ? next_gipa(inst, name) : NULL;
 }
 
@@ -169,5 +183,6 @@ EXPORT VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL vkGetDeviceProcAddr(VkDevice dev
     if (!strcmp(name, "vkGetDeviceProcAddr")) return (PFN_vkVoidFunction)vkGetDeviceProcAddr;
     if (!strcmp(name, "vkAllocateMemory")) return (PFN_vkVoidFunction)alloc;
     if (!strcmp(name, "vkFreeMemory")) return (PFN_vkVoidFunction)release;
+    if (!strcmp(name, "vkQueueSubmit")) return (PFN_vkVoidFunction)submit;
     return next_gdpa ? next_gdpa(dev, name) : NULL;
 }

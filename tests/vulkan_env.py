@@ -54,9 +54,15 @@ def why_no_lavapipe() -> str | None:
     return None
 
 
-def lavapipe_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child that sees lavapipe, and only lavapipe, as Vulkan device 0."""
+def lavapipe_env(base: dict[str, str] | None = None, *, gpu_check: bool = False) -> dict[str, str]:
+    """The environment of a child that sees lavapipe, and only lavapipe, as Vulkan device 0.
+    Without ``gpu_check`` the engine skips its GPU test run (desktop.core.gpu_check), which the
+    tests of the check itself turn on."""
     env = dict(os.environ if base is None else base)
+    if gpu_check:
+        env.pop("BASED_GPU_CHECK", None)
+    else:
+        env["BASED_GPU_CHECK"] = "0"
     icd = str(lavapipe_icd())
     env["VK_ICD_FILENAMES"] = icd  # the Vulkan loader's name up to 1.3.207
     env["VK_DRIVER_FILES"] = icd  # and since
@@ -87,10 +93,11 @@ def _built_layer() -> Path:
     return out
 
 
-def limits_env(*, memory_limit: int | None = None, fail: str | None = None) -> dict[str, str]:
+def limits_env(*, memory_limit: int | None = None, fail: str | None = None,
+               gpu_check: bool = False) -> dict[str, str]:
     """:func:`lavapipe_env` with the test layer: at most ``memory_limit`` bytes of device memory,
-    and/or a driver failure (``fail="create_device"``)."""
-    env = lavapipe_env()
+    and/or a driver failure (``fail="create_device"`` or ``"submit"``)."""
+    env = lavapipe_env(gpu_check=gpu_check)
     env["VK_LAYER_PATH"] = str(_built_layer())
     env["VK_INSTANCE_LAYERS"] = LAYER_NAME
     if memory_limit is not None:
@@ -120,9 +127,15 @@ def no_loader_env() -> dict[str, str]:
 def run_child(task: str, env: dict[str, str], *args: str, timeout: float = 600) -> dict[str, object]:
     """Run ``tests/vulkan_child.py TASK ARGS`` and return the JSON it prints last; a crash or a
     non-zero exit fails with its output."""
-    r = subprocess.run([sys.executable, str(HERE / "vulkan_child.py"), task, *args], env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    r = child(task, env, *args, timeout=timeout)
     assert r.returncode == 0, f"child {task} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
     assert lines, r.stdout + r.stderr
     return json.loads(lines[-1])
+
+
+def child(task: str, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``tests/vulkan_child.py TASK ARGS`` as it ended (crashes included)."""
+    return subprocess.run([sys.executable, str(HERE / "vulkan_child.py"), task, *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+

@@ -25,6 +25,7 @@ import numpy as np
 
 from desktop.core.devices import GpuDevice, gpu_devices
 from desktop.core.errors import ContextOverflowError, ModelLoadError
+from desktop.core.gpu_check import check_devices
 from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
     LOAD_SETTINGS,
     MAX_TOP_K,
@@ -288,6 +289,9 @@ class Engine:
             note = "" if requested == AUTO_LAYERS else (
                 "There is no GPU that llama.cpp can use here, so the model runs on the CPU.")
             return OffloadPlan(0, 0, 0, (), 0, None), note
+        problem = check_devices(devices)  # once per device and driver: a test run in a child
+        if problem:
+            return OffloadPlan(0, 0, 0, (), 0, None), problem
         shape = model_shape(self.path)
         plan = plan_offload(shape, n_ctx=n_ctx, n_ubatch=min(n_batch, 512), requested=requested,
                             devices=devices, reserved=_reserved(devices))

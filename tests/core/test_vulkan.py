@@ -203,3 +203,31 @@ def test_compare_json_says_where_each_model_ran(f16_model: Path, tmp_path: Path)
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)["base"]["stats"]
     assert st["backend"].startswith("CPU (") and st["gpu_layers"] == 0 and st["device"] == st["backend"]
+
+
+def test_gpu_check_runs_once_and_lets_a_good_device_in(f16_model: Path) -> None:
+    from desktop.core import paths
+
+    out = run_child("load", lavapipe_env(gpu_check=True), str(f16_model), "-1")
+    assert out["info"]["gpu_used"] is True and out["info"]["note"] == ""
+    verdicts = json.loads((paths.cache_dir() / "gpu-check.json").read_text())
+    assert [v["ok"] for v in verdicts.values()] == [True]
+
+
+def test_a_driver_that_fails_while_computing_is_caught_by_the_check(f16_model: Path) -> None:
+    from tests.vulkan_env import child
+
+    # without the check, a lost device during a batch ends the process: llama.cpp lets
+    # ggml-vulkan's exception out of llama_decode (or, where the load itself submits work, the
+    # load fails and the engine falls back)
+    r = child("load", limits_env(fail="submit"), str(f16_model), "-1")
+    crashed = r.returncode != 0
+    if not crashed:
+        assert "could not take this model" in json.loads(r.stdout.splitlines()[-1])["info"]["note"]
+    # with it (the default), the GPU is never used for a model: one sentence, the CPU runs it
+    out = run_child("load", limits_env(fail="submit", gpu_check=True), str(f16_model), "-1")
+    info = out["info"]
+    assert info["gpu_used"] is False and info["where"].startswith("CPU (")
+    assert info["note"].startswith("llvmpipe") and "via Vulkan failed Based's test run (" in info["note"]
+    assert info["note"].endswith("), so models run on the CPU.")
+    assert len(out["run"]["ids"]) > 0
