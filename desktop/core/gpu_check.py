@@ -92,8 +92,10 @@ def _write(key: str, ok: bool, sentence: str) -> None:
 
 
 def _command() -> list[str]:
-    if getattr(sys, "frozen", False):  # the bundle: its own executable
-        return [sys.executable, "--gpu-check"]
+    if getattr(sys, "frozen", False):  # the bundle: its console executable (not based-gui.exe)
+        exe = Path(sys.executable)
+        console = exe.with_name("based.exe" if os.name == "nt" else "based")
+        return [str(console if console.is_file() else exe), "--gpu-check"]
     return [sys.executable, "-m", "desktop.cli", "--gpu-check"]
 
 
@@ -125,7 +127,8 @@ def _run_child() -> tuple[bool, str, bool]:
     env["BASED_GPU_CHECK"] = "0"
     try:
         r = subprocess.run(_command(), env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL,
+                           creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))  # no console flash
     except subprocess.TimeoutExpired:
         return False, "it did not finish in time", False
     except OSError as exc:
