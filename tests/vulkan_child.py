@@ -43,8 +43,9 @@ def _info(e: object) -> dict[str, object]:
             "need": plan.need_bytes, "free": plan.free_bytes, "n_gpu_layers": plan.n_gpu_layers}
 
 
-def _run(e: object) -> dict[str, object]:
-    """Greedy generation, score() of the answer, and the token shift of the answer under e."""
+def _run(e: object, other: list[int] | None = None) -> dict[str, object]:
+    """Greedy generation and score() of the answer under e; with ``other`` (another device's
+    greedy answer), score() and the token shift of that answer under e too."""
     from desktop.core.shift import analyze_shift
     from desktop.core.types import GenerationRequest, SamplingParams
 
@@ -54,32 +55,37 @@ def _run(e: object) -> dict[str, object]:
     ids = [t.id for t in res.tokens]
     prompt_ids = e.prompt_ids(req)  # type: ignore[attr-defined]
     scored = e.score(prompt_ids, ids, top_k=3)  # type: ignore[attr-defined]
-    shift = analyze_shift(e, prompt_ids, res.tokens)  # type: ignore[arg-type]
-    return {
+    out: dict[str, object] = {}
+    if other is not None:
+        theirs = e.score(prompt_ids, other, top_k=3)  # type: ignore[attr-defined]
+        shift = analyze_shift(e, prompt_ids, other)  # type: ignore[arg-type]
+        out = {"other_score": [s.logprob for s in theirs], "other_ranks": [s.rank for s in theirs],
+               "other_shift": [[t.rank, t.base_logprob, t.cls.value] for t in shift.tokens]}
+    return {**out,
         "ids": ids,
         "logprobs": [t.logprob for t in res.tokens],
         "top": [[a.id for a in t.top] for t in res.tokens],
         "top_logprobs": [[a.logprob for a in t.top] for t in res.tokens],
         "score": [s.logprob for s in scored],
         "ranks": [s.rank for s in scored],
-        "shift": [[t.rank, t.base_logprob, t.cls.value] for t in shift.tokens],
         "stop": res.stats.stop_reason.value,
     }
 
 
-def load(model: str, n_gpu_layers: int, n_ctx: int) -> dict[str, object]:
+def load(model: str, n_gpu_layers: int, n_ctx: int, other: list[int] | None = None) -> dict[str, object]:
     from desktop.core.engine import Engine
     from desktop.core.types import LoadOptions
 
     with Engine(model, LoadOptions(n_ctx=n_ctx, n_threads=2, n_gpu_layers=n_gpu_layers, seed=0)) as e:
-        return {"info": _info(e), "run": _run(e)}
+        return {"info": _info(e), "run": _run(e, other)}
 
 
 def compare(model: str, n_gpu_layers: int, n_ctx: int) -> dict[str, object]:
-    """The same model on the GPU (as asked) and on the CPU only, in one process."""
-    out = load(model, n_gpu_layers, n_ctx)
+    """The same model on the CPU only and on the GPU (as asked), in one process; the GPU also
+    scores the CPU's greedy answer (teacher forcing: every position compared)."""
     cpu = load(model, 0, n_ctx)
-    return {"gpu": out, "cpu": cpu}
+    gpu = load(model, n_gpu_layers, n_ctx, other=cpu["run"]["ids"])  # type: ignore[index]
+    return {"gpu": gpu, "cpu": cpu}
 
 
 def main() -> None:

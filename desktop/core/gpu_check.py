@@ -38,7 +38,7 @@ from desktop.core.devices import GpuDevice, devices_label
 CHECK_VERSION = 1
 TIMEOUT_S = 300.0  # a software device compiling its pipelines on a slow, busy machine
 RETRY_FAILED_S = 7 * 24 * 3600
-LOGPROB_TOL = 0.1  # nats: Q4_K/Q8_0 dequantized on another device, another summation order
+LOGPROB_TOL = 0.25  # nats: Q4_K/Q8_0 (the CPU quantizes activations to 8 bits, a GPU rounds them to F16); garbage is off by more than 1
 GEN_TOKENS = 8
 
 _LOCK = threading.Lock()

@@ -27,9 +27,14 @@ from tests.vulkan_env import (
 )
 
 MIB = 1024 * 1024
-# lavapipe computes in F32 and F16 like a GPU (its own kernels, another summation order): what
-# "the same" means between the devices, in nats
-LOGPROB_TOL = 2e-2
+# What "the same" means between lavapipe and llama.cpp's CPU backend, in nats. The two devices
+# round differently by design: for its matrix-matrix products (a prompt, score()) the Vulkan
+# backend converts activations to F16 (relative error 2^-11 per value), and for Q8_0 weights the
+# CPU backend quantizes activations to 8 bits (Q8_0 x Q8_0 dot products, 2^-8). On these random
+# tiny models (logits with a spread of about 3) that moves log-probabilities by up to ~0.1.
+LOGPROB_TOL = 0.15
+# F16 weights, one token at a time: F32 activations on both devices, only the summation order differs
+VEC_TOL = 0.03
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,31 +64,31 @@ def q8_model(vk_dir: Path) -> Path:
                             n_head=4, seed=12, ftype="q8_0", chat_template=None)
 
 
-def _same_greedy(gpu: dict, cpu: dict) -> int:
-    """How many greedy tokens agree; where they part, the CPU's two best tokens must have been a
-    near-tie (within the tolerance), which another summation order may turn around."""
-    a, b = gpu["ids"], cpu["ids"]
-    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    if n < min(len(a), len(b)):
-        top = cpu["top_logprobs"][n]
-        assert len(top) >= 2 and top[0] - top[1] < LOGPROB_TOL, (n, a, b, top)
-    return n
+def _first_difference(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
-def _check_agreement(out: dict) -> None:
+def _check_agreement(out: dict, stream_tol: float = LOGPROB_TOL) -> None:
+    """The GPU's greedy answer, its score() and the token shift against the CPU's."""
     gpu, cpu = out["gpu"]["run"], out["cpu"]["run"]
-    n = _same_greedy(gpu, cpu)
-    assert n >= 8, (gpu["ids"], cpu["ids"])
-    np.testing.assert_allclose(gpu["logprobs"][:n], cpu["logprobs"][:n], atol=LOGPROB_TOL)
-    # score() of the GPU's own answer on the GPU agrees with the stream's logprobs ...
+    cpu_gap = [top[0] - top[1] for top in cpu["top_logprobs"]]  # the CPU's margin at each step
+    # greedy generation: the same tokens until a step where the CPU's two best were a near-tie
+    # (another rounding may pick the other one; from there the answers are different texts)
+    n = _first_difference(gpu["ids"], cpu["ids"])
+    if n < len(cpu["ids"]):
+        assert cpu_gap[n] < LOGPROB_TOL, (n, gpu["ids"], cpu["ids"], cpu["top_logprobs"][n])
+    np.testing.assert_allclose(gpu["logprobs"][:n], cpu["logprobs"][:n], atol=stream_tol)
+    # teacher forcing, every position: the CPU's answer scored on the GPU (one batched score())
+    np.testing.assert_allclose(gpu["other_score"], cpu["score"], atol=LOGPROB_TOL)
+    for i, (rank, gap) in enumerate(zip(gpu["other_ranks"], cpu_gap, strict=True)):
+        assert rank == 1 or (rank == 2 and gap < LOGPROB_TOL), (i, rank, gap)
+    # ... and through the token shift (analyze_shift: score() of the base engine)
+    shift = gpu["other_shift"]
+    assert [t[0] for t in shift] == gpu["other_ranks"]
+    np.testing.assert_allclose([t[1] for t in shift], cpu["score"], atol=LOGPROB_TOL)
+    # score() of the GPU's own answer on the GPU agrees with its stream's log-probabilities
     np.testing.assert_allclose(gpu["score"], gpu["logprobs"], atol=LOGPROB_TOL)
-    # ... and with the CPU's score() of the same tokens (up to where the answers part)
-    np.testing.assert_allclose(gpu["score"][:n], cpu["score"][:n], atol=LOGPROB_TOL)
-    assert gpu["ranks"][:n] == cpu["ranks"][:n] == [1] * n  # greedy: every token the top one
-    # the token shift (one batched score() on the base engine) on the GPU
-    gs, cs = gpu["shift"][:n], cpu["shift"][:n]
-    assert [t[0] for t in gs] == [t[0] for t in cs]
-    np.testing.assert_allclose([t[1] for t in gs], [t[1] for t in cs], atol=LOGPROB_TOL)
+    assert cpu["ranks"] == [1] * len(cpu["ids"]) and gpu["ranks"].count(1) >= len(gpu["ids"]) - 1
 
 
 def test_lavapipe_is_a_gpu_device_with_its_memory() -> None:
@@ -107,7 +112,7 @@ def test_all_layers_on_the_vulkan_device_match_the_cpu(f16_model: Path) -> None:
     assert info["note"] == ""
     cpu = out["cpu"]["info"]
     assert cpu["gpu_used"] is False and cpu["where"].startswith("CPU (") and cpu["gpu_layers"] == 0
-    _check_agreement(out)
+    _check_agreement(out, stream_tol=VEC_TOL)
 
 
 def test_quantized_model_on_the_vulkan_device_matches_the_cpu(q8_model: Path) -> None:
@@ -159,10 +164,21 @@ def test_auto_on_a_device_too_small_for_one_layer_runs_on_the_cpu(f16_model: Pat
 
 
 def test_a_driver_that_fails_falls_back_to_the_cpu(f16_model: Path) -> None:
-    out = run_child("load", limits_env(fail="create_device"), str(f16_model), "-1")
+    from tests.vulkan_env import child
+
+    # vkCreateDevice fails: llama.cpp returns the error from the load and the engine loads the
+    # model on the CPU, but ggml-vulkan keeps the half-made device and its destructor aborts the
+    # process when it exits (vkDestroyFence on no device). So the fallback alone is not enough ...
+    r = child("load", limits_env(fail="create_device"), str(f16_model), "-1")
+    info = json.loads([x for x in r.stdout.splitlines() if x.startswith("{")][-1])["info"]
+    assert info["gpu_used"] is False and "could not take this model" in info["note"]
+    assert r.returncode in (0, -6), r.returncode
+    # ... and the GPU test run catches such a driver first, in its own process: nothing in
+    # Based's process ever touches the failing device, and it exits normally
+    out = run_child("load", limits_env(fail="create_device", gpu_check=True), str(f16_model), "-1")
     info = out["info"]
     assert info["gpu_used"] is False and info["where"].startswith("CPU (")
-    assert "could not take this model" in info["note"]
+    assert "via Vulkan failed Based's test run (" in info["note"]
     assert len(out["run"]["ids"]) > 0
 
 
