@@ -415,7 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"based {__version__}")
     parser.add_argument("--self-test", action="store_true", help="check this installation and exit")
     # the GPU test run Based starts itself before it first uses a GPU (desktop.core.gpu_check)
-    parser.add_argument("--gpu-check", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--gpu-check", action="store_true",
+                        help="run the test Based runs before it first uses a GPU (the self-test "
+                             "model on the GPU against the CPU) and print its verdict as JSON")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     g = sub.add_parser("gui", help="open the window", description="Open the window.")
