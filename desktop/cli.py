@@ -32,6 +32,7 @@ from desktop.core.words import count
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 MODES = ["raw", "twin-template", "qa", "urial"]  # desktop.core.prompts.BaseMode values
+DEFAULT_MODE = "twin-template"  # desktop.core.prompts.DEFAULT_BASE_MODE (a test keeps them equal)
 EXTENSIONS = ("desktop.cli_models", "desktop.cli_lens")
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens")
 # the option that sets each checked value, so an error names what the user typed
@@ -262,6 +263,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     opts = _load_options(args, seed=params.seed)
     base_info = validate_gguf(args.base)
     inst_info = validate_gguf(args.instruct)
+    from desktop.core.pair import check_pair
+
+    pair_notes = list(check_pair(args.base, args.instruct).lines)  # said before anything runs
     conv = _conversation(args)
     prompts = {
         "base": render_base(BaseMode(args.mode), conv, base=base_info, twin=inst_info,
@@ -277,8 +281,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_sigint)
     results: dict[str, Any] = {}
-    if prompt_note and not args.json:
-        _out(f"[note] {prompt_note}\n")
+    if not args.json:
+        for n in ([prompt_note] if prompt_note else []) + pair_notes:
+            _out(f"[note] {n}\n")
     try:
         for side in ("base", "instruct"):
             rendered = prompts[side]
@@ -304,7 +309,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 stats = engine.last_stats
                 loaded = engine.info
                 where = loaded.where
-            notes = [n for n in (prompt_note,) if n] + notes
+            notes = [n for n in (prompt_note,) if n] + pair_notes + notes
             results[side] = {"prompt": rendered.text, "text": "".join(parts),
                              "stats": {**stats.to_dict(), "backend": loaded.backend,
                                        "gpu_layers": loaded.gpu_layers, "n_layer": loaded.n_layer,
@@ -342,7 +347,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
     try:
         app = importlib.import_module("desktop.ui.app")
     except ImportError as exc:
-        raise BasedError(f"The window cannot start because Qt is missing ({exc}). Reinstall Based.") from exc
+        raise BasedError("The window cannot start because its toolkit (Qt) is missing or broken. "
+                         "Reinstall Based.") from exc
     return int(app.run_app(getattr(args, "base", None), getattr(args, "instruct", None)))
 
 
@@ -458,7 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="your message (empty only in --mode raw, where the base model writes "
                         "from nothing)")
     c.add_argument("--system", default=None, help="system prompt (optional)")
-    c.add_argument("--mode", choices=MODES, default="urial", help="base-model prompt mode (default: urial)")
+    c.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help=f"how the base model gets your message (default: {DEFAULT_MODE}, the same "
+                        "chat prompt as the instruct model; urial adds example answers that small "
+                        "models tend to copy)")
     c.add_argument("--raw-control-tokens", action="store_true", help=RAW_SWITCH_HELP)
     c.add_argument("--json", action="store_true", help="print both answers and their stats as JSON")
     _add_sampling(c)

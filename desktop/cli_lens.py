@@ -15,7 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from desktop.cli import EXIT_INTERRUPTED, MODES, _add_runtime, _json_out, _out  # shared helpers
+from desktop.cli import (  # shared helpers
+    DEFAULT_MODE,
+    EXIT_INTERRUPTED,
+    MODES,
+    _add_runtime,
+    _json_out,
+    _out,
+)
 from desktop.core.errors import BasedError
 from desktop.core.words import count
 
@@ -232,10 +239,11 @@ def _runtime(p: argparse.ArgumentParser) -> None:
 
 def _source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-source", choices=["chat", "base-mode"], default="chat",
-                   help="prefix the base model sees: the instruct's chat prompt (default, the "
-                        "paper's setting) or the base mode's prompt")
-    p.add_argument("--mode", choices=MODES, default="urial",
-                   help="base mode for --prompt-source base-mode (default: urial)")
+                   help="what the base model reads before the instruct answer: chat, the "
+                        "instruct model's own chat prompt (default; how Lin et al. 2024 measure "
+                        "it), or base-mode, the base model's own prompt in --mode")
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help=f"base mode for --prompt-source base-mode (default: {DEFAULT_MODE})")
 
 
 def register(sub: Any) -> None:

@@ -129,11 +129,11 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"id": p.id, "title": p.title, "licence": p.licence, "gated": p.gated,
                            "quants": p.quants(), "size": p.total_size(), "verified": p.verified,
-                           "note": p.note} for p in pairs], indent=2))
+                           "note": p.note, "known": p.what_is_known()} for p in pairs], indent=2))
         return 0
     for p in pairs:
-        flag = "" if p.verified else "  [names not fully verified]"
-        print(f"{p.id:18} {p.title:22} {human_bytes(p.total_size()):>10}  {p.licence}{flag}\n    {p.note}")
+        print(f"{p.id:18} {p.title:22} {p.size_words():>16}  {p.licence}\n    {p.note}\n"
+              f"    {p.what_is_known()}")
     return 0
 
 
@@ -196,8 +196,8 @@ def cmd_pair(args: argparse.Namespace) -> int:
                 f"{pair.title} comes under its own terms (above); read them and run the command again "
                 "with --accept-licence to download."
             )
-    fit = assess_fit(max(base_f.size, inst_f.size), n_ctx=_settings().n_ctx, params_b=pair.params_b,
-                     also_loaded=min(base_f.size, inst_f.size))
+    fit = assess_fit(base_f.size, n_ctx=_settings().n_ctx, params_b=pair.params_b,
+                     other_file_bytes=inst_f.size)
     print(fit.sentence, file=sys.stderr)
     paths = {}
     for side, model, f in (("base", pair.base, base_f), ("instruct", pair.instruct, inst_f)):

@@ -25,7 +25,12 @@ class CatalogFile:
     quant: str
     file: str  # a split model: its part 1 ("...-00001-of-00003.gguf"); every part is downloaded
     size: int  # bytes, all parts together (exact when verified, an estimate otherwise)
-    verified: bool = False
+    verified: bool = False  # name and exact size checked against Hugging Face
+    name_known: bool = True  # the file name was seen in the repo (False: inferred from its naming)
+
+    @property
+    def size_exact(self) -> bool:
+        return self.verified
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,39 @@ class CatalogPair:
         b, i = self.files_for(quant)
         return b.size + i.size
 
+    def size_words(self, quant: str | None = None) -> str:
+        """The pair's download size, "about ..." when a file's size is an estimate."""
+        from desktop.core.gguf_info import human_bytes
+
+        b, i = self.files_for(quant)
+        exact = b.size_exact and i.size_exact
+        return ("" if exact else "about ") + human_bytes(b.size + i.size)
+
+    def what_is_known(self, quant: str | None = None) -> str:
+        """In plain words, how sure the catalog is of this pair's files at ``quant`` (the file
+        names, the sizes) and what happens if it is wrong. One or two sentences."""
+        q = quant or self.recommended_quant
+        b, i = self.files_for(q)
+        guessed = [side for side, f in (("base", b), ("instruct", i)) if not f.name_known]
+        if guessed:
+            which = ("both file names follow" if len(guessed) == 2
+                     else f"the {guessed[0]} file's name follows")
+            safer = [x for x in self.quants() if x != q
+                     and all(f.name_known for f in self.files_for(x))]
+            alt = f", and {safer[0]} is a safe choice" if safer else ""
+            return (f"At {q}, {which} the uploader's usual naming but could not be "
+                    f"checked: if Hugging Face has no such file, the download says so{alt}. "
+                    "Every file is checked against Hugging Face's checksum as it downloads.")
+        if b.size_exact and i.size_exact:
+            return ("Both files were checked against Hugging Face: names and sizes are exact, and "
+                    "every download is checked against its checksum.")
+        return ("The file names are confirmed, and the size shown is a close estimate. Every file "
+                "is checked against Hugging Face's checksum as it downloads.")
+
+
+_KIND_WORDS = {str: "text", int: "a whole number", float: "a number", list: "a list", dict: "an object",
+               bool: "true or false"}
+
 
 def _req(d: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in d:
@@ -87,7 +125,8 @@ def _req(d: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
     if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-        raise CatalogError(f"The model catalog is broken: {where}.{key} should be {kind.__name__}. Reinstall Based.")
+        raise CatalogError(f"The model catalog is broken: {where}.{key} should be {_KIND_WORDS.get(kind, 'something else')}. "
+                           "Reinstall Based.")
     return v
 
 
@@ -109,6 +148,7 @@ def _model(d: Any, where: str) -> CatalogModel:
                 file=name,
                 size=int(_req(f, "size", int, w)),
                 verified=bool(f.get("verified", False)),
+                name_known=bool(f.get("verified", False) or f.get("name_known", True)),
             )
         )
     if not files:

@@ -11,21 +11,20 @@ An :class:`Engine` is not thread-safe: exactly one thread creates, uses and clos
 from __future__ import annotations
 
 import codecs
-import contextlib
 import ctypes
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from desktop.core.devices import GpuDevice, gpu_devices
-from desktop.core.errors import ContextOverflowError, ModelLoadError
-from desktop.core.gpu_check import check_devices
+from desktop.core.engine_gpu import load_model, release
+from desktop.core.engine_parts import LoadCancelled, _load_progress, _stop_hold  # noqa: F401
+from desktop.core.errors import ContextOverflowError, ModelLoadError, failure_sentence
+from desktop.core.kv_cache import KVCache
 from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
     LOAD_SETTINGS,
     MAX_TOP_K,
@@ -41,7 +40,6 @@ from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's
     tokenize_file,
     tokenizer_facts,
 )
-from desktop.core.offload import AUTO_LAYERS, OffloadPlan, model_shape, plan_offload
 from desktop.core.sampling import (
     context_rounding_note,
     fit_context,
@@ -65,105 +63,8 @@ from desktop.core.types import (
     StopReason,
     StreamToken,
     TokenInfo,
-    TopAlt,
 )
 from desktop.core.words import count
-
-
-class LoadCancelled(ModelLoadError):
-    """The load was aborted through the progress callback."""
-
-
-@contextlib.contextmanager
-def _load_progress(progress: Callable[[float], bool | None] | None) -> Iterator[None]:
-    """Hand llama.cpp a progress callback for the next model load on this thread.
-
-    llama-cpp-python's ``Llama`` takes no progress callback; the model parameters it starts from
-    (see ``llama_vocab._patch_model_params``) carry the one set here. Returning False from
-    ``progress`` makes llama.cpp abort the load.
-    """
-    if progress is None:
-        yield
-        return
-    import llama_cpp.llama_cpp as low
-
-    aborted = [False]
-
-    def _cb(p: float, _user: Any) -> bool:
-        try:
-            keep = progress(float(p)) is not False
-        except Exception:
-            keep = True
-        if not keep:
-            aborted[0] = True
-        return keep
-
-    LOAD_SETTINGS.progress = low.llama_progress_callback(_cb)
-    try:
-        yield
-    except Exception:
-        if aborted[0]:
-            raise LoadCancelled("Loading was cancelled.") from None
-        raise
-    finally:
-        LOAD_SETTINGS.progress = None
-
-
-_SPLIT_NONE, _SPLIT_LAYER = 0, 1  # enum llama_split_mode
-
-# GPU loads run one at a time, so each plan sees the memory the previous load took; and the
-# device memory Based's loaded models were planned to take, for drivers that do not report use
-# (free == total: no VK_EXT_memory_budget), by ggml device index.
-_GPU_LOCK = threading.RLock()  # close() may run from __del__ during a load on the same thread
-_RESERVED: dict[int, int] = {}
-
-
-@contextlib.contextmanager
-def _gpu_load_lock(requested: int) -> Iterator[None]:
-    if requested == 0:
-        yield
-        return
-    with _GPU_LOCK:
-        yield
-
-
-def _reserved(devices: Sequence[GpuDevice]) -> int:
-    return sum(_RESERVED.get(d.index, 0) for d in devices if d.free_bytes >= d.total_bytes)
-
-
-def _reserve(plan: OffloadPlan) -> tuple[tuple[int, ...], int]:
-    idx = tuple(d.index for d in plan.devices)
-    share = plan.need_bytes // max(1, len(idx))
-    for i in idx:
-        _RESERVED[i] = _RESERVED.get(i, 0) + share
-    return idx, share
-
-
-def _release(reservation: tuple[tuple[int, ...], int] | None) -> None:
-    if reservation is None:
-        return
-    with _GPU_LOCK:
-        idx, share = reservation
-        for i in idx:
-            _RESERVED[i] = max(0, _RESERVED.get(i, 0) - share)
-
-
-def gpu_failure_note(plan: OffloadPlan, exc: BaseException) -> str:
-    """The one sentence the pane shows when the GPU could not take the model."""
-    del exc  # llama.cpp's own words ("Failed to load model from file") say nothing more
-    return (f"{plan.device_label} could not take this model (out of GPU memory or a driver "
-            "error), so it runs on the CPU.")
-
-
-def _stop_hold(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
-    best = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
-                break
-    return best
 
 
 class Engine:
@@ -190,57 +91,22 @@ class Engine:
         n_threads = opts.n_threads or default_threads()
         n_ctx, ctx_note = fit_context(opts.n_ctx, self.gguf.context_length)
         notes: list[str] = [ctx_note] if ctx_note else []
-        n_batch = min(512, n_ctx)
         t0 = time.perf_counter()
-        self._reservation: tuple[tuple[int, ...], int] | None = None
-        with _gpu_load_lock(opts.n_gpu_layers):
-            plan, gpu_note = self._plan(opts.n_gpu_layers, n_ctx, n_batch)
-            if gpu_note:
-                notes.append(gpu_note)
-
-            def load(on: OffloadPlan) -> Any:
-                # CPU only: no GPU device at all (split mode NONE with main_gpu -1 empties
-                # llama.cpp's device list), so nothing of it runs on a GPU, not even the big
-                # matrix products of a long prompt (llama.cpp's op offload).
-                gpu = on.on_gpu
-                with _load_progress(progress):
-                    return lib.Llama(
-                        model_path=self.path,
-                        n_ctx=n_ctx,
-                        n_batch=n_batch,
-                        n_threads=n_threads,
-                        n_threads_batch=n_threads,
-                        n_gpu_layers=on.n_gpu_layers if gpu else 0,
-                        split_mode=_SPLIT_LAYER if gpu else _SPLIT_NONE,
-                        main_gpu=0 if gpu else -1,
-                        logits_all=False,
-                        seed=opts.seed,
-                        verbose=False,
-                    )
-
-            try:
-                try:
-                    self._llm = load(plan)
-                except LoadCancelled:
-                    raise
-                except Exception as exc:
-                    if not plan.on_gpu:
-                        raise
-                    # out of device memory or a driver error: llama.cpp returns an error from the
-                    # load (it catches its backends' exceptions there), so the CPU is still usable
-                    notes.append(gpu_failure_note(plan, exc))
-                    plan = replace(plan, n_gpu_layers=0, gpu_layers=0, devices=(), need_bytes=0)
-                    self._llm = load(plan)
-            except LoadCancelled:
-                raise
-            except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
-                raise ModelLoadError(
-                    f"llama.cpp could not load {Path(self.path).name} ({exc}). The file may be damaged "
-                    "or use an architecture this version does not support; try another file."
-                ) from exc
-            if plan.on_gpu and plan.free_bytes is not None:
-                self._reservation = _reserve(plan)
-        self.plan = plan
+        self._reservation = None
+        try:
+            # where the layers go (Auto, CPU only, a count), the GPU test run, the CPU when the
+            # GPU cannot take the model: desktop.core.engine_gpu
+            self._llm, self.plan, gpu_notes, self._reservation = load_model(
+                lib, self.path, opts, n_ctx=n_ctx, n_batch=min(512, n_ctx), n_threads=n_threads,
+                progress=progress)
+            notes.extend(gpu_notes)
+        except LoadCancelled:
+            raise
+        except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
+            raise ModelLoadError(
+                f"llama.cpp could not load {Path(self.path).name}. The file may be damaged "
+                "or use an architecture this version does not support; try another file."
+            ) from exc
         if progress is not None:
             try:
                 progress(1.0)
@@ -256,8 +122,10 @@ class Engine:
         self._scratch = np.empty(n_vocab, dtype=np.float32)
         self._scratch2d: np.ndarray | None = None  # score()'s buffer, made on first use
         self._batch = lib.llama_batch_init(self._n_batch, 0, 1)
+        self._kv = KVCache(self._ctx.ctx, self._model.model, enabled=opts.prompt_cache)
         self._closed = False
         self.last_stats = GenerationStats()
+        self.last_score_cached_tokens = 0  # tokens score() last reused from the KV cache
         made = int(self._llm.n_ctx())
         rounding = context_rounding_note(n_ctx, made)
         if rounding:
@@ -269,33 +137,15 @@ class Engine:
             n_vocab=n_vocab,
             n_threads=n_threads,
             gpu_requested=opts.n_gpu_layers != 0,
-            gpu_used=plan.on_gpu,
-            backend=plan.devices[0].backend if plan.on_gpu else cpu_backend_name(),
+            gpu_used=self.plan.on_gpu,
+            backend=self.plan.devices[0].backend if self.plan.on_gpu else cpu_backend_name(),
             load_s=time.perf_counter() - t0,
             note=" ".join(notes),
-            gpu_layers=plan.gpu_layers,
+            gpu_layers=self.plan.gpu_layers,
             n_layer=int(lib.llama_model_n_layer(self._model.model)),
-            gpu_device=plan.device_label if plan.on_gpu else "",
+            gpu_device=self.plan.device_label if self.plan.on_gpu else "",
             cpu=cpu_backend_name(),
         )
-
-    def _plan(self, requested: int, n_ctx: int, n_batch: int) -> tuple[OffloadPlan, str]:
-        """Where the layers go (:func:`desktop.core.offload.plan_offload`), and a sentence when a
-        GPU was asked for and this build has none."""
-        if requested == 0:
-            return OffloadPlan(0, 0, 0, (), 0, None), ""
-        devices = gpu_devices() if gpu_backend_available() else []
-        if not devices:
-            note = "" if requested == AUTO_LAYERS else (
-                "There is no GPU that llama.cpp can use here, so the model runs on the CPU.")
-            return OffloadPlan(0, 0, 0, (), 0, None), note
-        problem = check_devices(devices)  # once per device and driver: a test run in a child
-        if problem:
-            return OffloadPlan(0, 0, 0, (), 0, None), problem
-        shape = model_shape(self.path)
-        plan = plan_offload(shape, n_ctx=n_ctx, n_ubatch=min(n_batch, 512), requested=requested,
-                            devices=devices, reserved=_reserved(devices))
-        return plan, plan.note
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -303,7 +153,7 @@ class Engine:
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        _release(self._reservation)
+        release(self._reservation)
         self._reservation = None
         try:
             _llama().llama_batch_free(self._batch)
@@ -368,6 +218,31 @@ class Engine:
     def detokenize(self, ids: Sequence[int]) -> str:
         return b"".join(self.vocab.piece_bytes(int(t)) for t in ids).decode("utf-8", "replace")
 
+    # -- KV cache (prompt cache) ----------------------------------------------------------------
+
+    @property
+    def prompt_cache(self) -> bool:
+        """Whether generation and scoring reuse the KV cache's common prefix (see kv_cache.py).
+        Setting it to False also empties the cache; set from LoadOptions.prompt_cache."""
+        return self._kv.enabled
+
+    @prompt_cache.setter
+    def prompt_cache(self, on: bool) -> None:
+        self._kv.enabled = bool(on)
+        if not on:
+            self._reset_kv()
+
+    @property
+    def cached_tokens(self) -> tuple[int, ...]:
+        """Token ids the KV cache holds now, position by position: after a generation, the
+        prompt and every generated token but the last; after score(), the prompt and all but the
+        last continuation token."""
+        return self._kv.tokens
+
+    def clear_kv_cache(self) -> None:
+        """Empty the KV cache; the next call evaluates its whole prompt."""
+        self._reset_kv()
+
     # -- low-level decode ----------------------------------------------------------------------
 
     def _decode_chunks(
@@ -381,7 +256,8 @@ class Engine:
         """Decode tokens in n_batch chunks. ``want_logits(abs_pos)`` selects output rows;
         ``on_chunk(row_positions)`` is called after each chunk with the absolute positions whose
         logits are available at batch rows 0..len-1 (via llama_get_logits_ith(i)).
-        Returns False when cancelled."""
+        Returns False when cancelled. ``start_pos`` must be the number of tokens in the KV cache;
+        every decoded chunk is recorded there, and a failed decode empties the cache."""
         lib = _llama()
         b = self._batch
         n = len(tokens)
@@ -389,7 +265,10 @@ class Engine:
         while i < n:
             if cancel is not None and cancel.is_set():
                 return False
-            chunk = tokens[i : i + self._n_batch]
+            # chunks end on multiples of n_batch counted from position 0, so a suffix evaluated
+            # after a cached prefix is cut where a run without the cache cuts it
+            chunk = tokens[i : i + self._n_batch - (start_pos + i) % self._n_batch]
+            self._kv.check_start(start_pos + i)
             outputs: list[int] = []
             b.n_tokens = len(chunk)
             for j, tok in enumerate(chunk):
@@ -404,7 +283,9 @@ class Engine:
                     outputs.append(j)
             rc = lib.llama_decode(self._ctx.ctx, b)
             if rc != 0:
+                self._kv.clear()  # llama.cpp keeps an unknown part of a failed batch
                 raise RuntimeError(f"llama_decode returned {rc}")
+            self._kv.appended(chunk)
             if on_chunk is not None:
                 # the callback reads rows via _logits_row(batch index in self._last_outputs)
                 self._last_outputs = outputs
@@ -418,7 +299,7 @@ class Engine:
         return np.frombuffer(memoryview(self._row_type.from_address(addr)), dtype=np.float32)
 
     def _reset_kv(self) -> None:
-        self._ctx.kv_cache_clear()
+        self._kv.clear()
         self._llm.n_tokens = 0
 
     # -- sampling ------------------------------------------------------------------------------
@@ -453,7 +334,10 @@ class Engine:
     def stream(
         self, request: GenerationRequest, cancel: threading.Event | None = None
     ) -> Iterator[StreamToken]:
-        """Yield generated tokens as they are made; stats land in ``self.last_stats``."""
+        """Yield generated tokens as they are made; stats land in ``self.last_stats``.
+
+        Only the prompt tokens after the longest common prefix with the KV cache are evaluated
+        (``last_stats.cached_tokens`` were reused; see kv_cache.py)."""
         cancel = cancel or threading.Event()
         p = request.params
         validate_sampling(p)  # checked on construction too; nothing bad reaches llama.cpp
@@ -481,10 +365,16 @@ class Engine:
         error: str | None = None
         pending = ""  # decoded text held back because it could start a stop string
         t_first = 0.0
+        cached = 0
         try:
-            self._reset_kv()
             last = len(ids) - 1
-            ok = self._decode_chunks(ids, 0, lambda pos: pos == last, cancel=cancel)
+            # reuse the cached prefix; the last prompt token is always evaluated again, for its
+            # logits, in a batch of its own like every generated token, cached prefix or not:
+            # llama.cpp's logits depend on the batch size (its kernels differ), and this way a
+            # cold run and a warm one compute them the same way (see kv_cache.py)
+            cached = self._kv.reuse(ids, last, n_batch=self._n_batch)
+            ok = self._decode_chunks(ids[cached:last], cached, lambda _pos: False, cancel=cancel)
+            ok = ok and self._decode_chunks(ids[last:], last, lambda _pos: True, cancel=cancel)
             prompt_eval_s = time.perf_counter() - t_start
             if not ok:
                 reason = StopReason.CANCELLED
@@ -535,6 +425,9 @@ class Engine:
                 if cancel.is_set():
                     reason = StopReason.CANCELLED
                     break
+                if index + 1 >= int(p.max_tokens):  # no logits needed after the last token
+                    reason = StopReason.LENGTH
+                    break
                 self._decode_chunks([tok], n_past, lambda _pos: True)
                 n_past += 1
             else:
@@ -544,7 +437,7 @@ class Engine:
             raise
         except Exception as exc:
             reason = StopReason.ERROR
-            error = f"Generation failed: {exc}"
+            error = failure_sentence("The model stopped with an error", exc)
             raise
         finally:
             t_end = time.perf_counter()
@@ -558,6 +451,7 @@ class Engine:
                 total_s=t_end - t_start,
                 stop_reason=reason,
                 error=error,
+                cached_tokens=cached,
             )
             try:
                 sampler.close()
@@ -590,95 +484,21 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> list[ScoredToken]:
         """Log-probability and rank of each continuation token given everything before it,
-        computed in one batched evaluation (chunked only by llama.cpp's batch size)."""
-        prompt = [int(t) for t in prompt_tokens]
-        cont = [int(t) for t in continuation]
-        if not cont:
-            return []
-        if not prompt:
-            raise ValueError("score() needs at least one prompt token")
-        total = len(prompt) + len(cont) - 1
-        if total > self.n_ctx:
-            raise ContextOverflowError(
-                f"Scoring needs {count(total, 'token')} but this model's context holds {self.n_ctx:,}. "
-                "Use a shorter answer or a larger context."
-            )
-        seq = prompt + cont[:-1]
-        first = len(prompt) - 1  # logits at this position predict cont[0]
-        k = max(0, min(MAX_TOP_K, int(top_k)))
-        out: list[ScoredToken] = []
+        computed in one batched evaluation (see :func:`desktop.core.engine_score.score`)."""
+        from desktop.core.engine_score import score
 
-        def read(positions: list[int]) -> None:
-            if not positions:
-                return
-            # all requested rows of this chunk at once, in batch order
-            ptr = _llama().llama_get_logits(self._ctx.ctx)
-            mat = np.ctypeslib.as_array(ptr, shape=(len(positions), self.vocab.n_vocab))
-            js = np.asarray(positions) - first
-            toks = np.asarray([cont[j] for j in js])
-            vals = mat[np.arange(len(js)), toks]
-            maxes = mat.max(axis=1)
-            # log-sum-exp in a reused float32 scratch (no temporaries of the vocabulary's size)
-            scratch = self._score_scratch(mat.shape)
-            np.subtract(mat, maxes[:, None], out=scratch)
-            np.exp(scratch, out=scratch)
-            lses = maxes.astype(np.float64) + np.log(scratch.sum(axis=1, dtype=np.float64))
-            ranks = 1 + np.count_nonzero(mat > vals[:, None], axis=1)
-            for r, j in enumerate(js):
-                row = mat[r]
-                lse = float(lses[r])
-                alts = tuple(
-                    TopAlt(int(i), self.vocab.piece(int(i)), float(row[i]) - lse)
-                    for i in (_top_indices(row, k, float(maxes[r])) if k else ())
-                )
-                tok = int(toks[r])
-                out.append(
-                    ScoredToken(int(j), tok, self.vocab.piece(tok), float(vals[r]) - lse,
-                                int(ranks[r]), alts)
-                )
-
-        self._reset_kv()
-        try:
-            self._decode_chunks(seq, 0, lambda pos: pos >= first, on_chunk=read, cancel=cancel)
-        finally:
-            self._reset_kv()
-            release_compute_threads()
-        return out
-
-    def _score_scratch(self, shape: tuple[int, int]) -> np.ndarray:
-        if self._scratch2d is None or self._scratch2d.shape[0] < shape[0]:
-            self._scratch2d = np.empty(shape, dtype=np.float32)  # grows to the largest chunk
-        return self._scratch2d[: shape[0]]
+        return score(self, prompt_tokens, continuation, top_k, cancel)
 
     def score_stepwise(
         self, prompt_tokens: Sequence[int], continuation: Sequence[int], top_k: int = 5
     ) -> list[ScoredToken]:
         """Reference implementation of :meth:`score`: one token at a time (for tests/bench)."""
-        prompt = [int(t) for t in prompt_tokens]
-        cont = [int(t) for t in continuation]
-        k = max(0, min(MAX_TOP_K, int(top_k)))
-        out: list[ScoredToken] = []
-        self._reset_kv()
-        last = len(prompt) - 1
-        self._decode_chunks(prompt, 0, lambda pos: pos == last)
-        n_past = len(prompt)
-        for j, tok in enumerate(cont):
-            row = self._logits_row(-1)
-            _, lse = _log_softmax(row)
-            val = row[tok]
-            rank = 1 + int(np.count_nonzero(row > val))
-            out.append(
-                ScoredToken(
-                    j,
-                    tok,
-                    self.vocab.piece(tok),
-                    float(val) - lse,
-                    rank,
-                    _top_alts(row, lse, k, self.vocab),
-                )
-            )
-            if j + 1 < len(cont):
-                self._decode_chunks([tok], n_past, lambda _pos: True)
-                n_past += 1
-        self._reset_kv()
-        return out
+        from desktop.core.engine_score import score_stepwise
+
+        return score_stepwise(self, prompt_tokens, continuation, top_k)
+
+    def score_scratch(self, shape: tuple[int, int]) -> np.ndarray:
+        """score()'s float32 work buffer of ``shape`` (grows to the largest chunk, then reused)."""
+        if self._scratch2d is None or self._scratch2d.shape[0] < shape[0]:
+            self._scratch2d = np.empty(shape, dtype=np.float32)
+        return self._scratch2d[: shape[0]]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("based")
+
 
 class BasedError(Exception):
     """Base class for user-facing errors: ``str(err)`` is one plain sentence."""
@@ -49,3 +53,46 @@ class TemplateRefused(TemplateError):
 
 class TokenizerMismatch(BasedError):
     """Two models do not share a tokenizer, so token-level comparisons are impossible."""
+
+
+def plain_reason(exc: BaseException) -> str:
+    """A few plain words on why an unexpected failure happened, to end a sentence with: the
+    operating system's own words for a file or disk problem ("No space left on device"), else a
+    plain phrase. Never an exception's name, a traceback or Python's repr of a value: the full
+    error goes to the log (and ``BASED_DEBUG=1`` makes the CLI raise it)."""
+    if isinstance(exc, BasedError):
+        return str(exc).rstrip(".")
+    if isinstance(exc, MemoryError):
+        return "the computer ran out of memory"
+    if isinstance(exc, UnicodeError):
+        return "the text is not in the UTF-8 encoding"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return "something went wrong inside Based"
+
+
+def failure_sentence(what: str, exc: BaseException) -> str:
+    """One plain sentence for any failure of ``what`` ("The export could not be written"): a
+    :class:`BasedError`'s own sentence, else ``what`` with :func:`plain_reason`. The full error
+    of an unexpected one goes to the log, for whoever debugs it."""
+    if isinstance(exc, BasedError):
+        return str(exc)
+    if not isinstance(exc, OSError):
+        log.error("%s", what, exc_info=exc)
+    return f"{what} ({plain_reason(exc)})."
+
+
+def sqlite_reason(exc: BaseException) -> str:
+    """SQLite's reason in plain words (its messages are terse: "database is locked")."""
+    text = " ".join(str(a) for a in getattr(exc, "args", ())).lower()
+    for key, words in (("locked", "another program is using the history file"),
+                       ("full", "the disk is full"),
+                       ("readonly", "the history file is read-only"),
+                       ("read-only", "the history file is read-only"),
+                       ("i/o", "the disk could not be read or written"),
+                       ("not a database", "it is damaged or not a history file"),
+                       ("malformed", "it is damaged"),
+                       ("unable to open", "the file cannot be opened")):
+        if key in text:
+            return words
+    return "the history file could not be used"

@@ -95,6 +95,39 @@ def _stats_line(stats: dict[str, Any]) -> str:
             f"{stats.get('stop_reason_words', '')}").strip()
 
 
+_SAMPLING_ORDER = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens",
+                   "top_logprobs")
+_SAMPLING_WORDS = {"temperature": "temperature", "top_p": "top-p", "top_k": "top-k",
+                   "min_p": "min-p", "repeat_penalty": "repeat penalty", "max_tokens": "max tokens",
+                   "top_logprobs": "alternatives kept per token"}
+_LOAD_WORDS = {"n_ctx": ("context", "token"), "n_threads": ("", "thread"),
+               "n_gpu_layers": ("layers on the GPU", "")}
+
+
+def settings_rows(record: ComparisonRecord) -> list[tuple[str, str]]:
+    """The settings a comparison ran with, as (what, value) rows people read: sampling, the
+    seed once (the sampler's; llama.cpp's own load-time seed is stored in the JSON but plays
+    no part, as Based samples with the sampling seed), and how the models were loaded."""
+    from desktop.core.sampling import shown
+
+    p = record.params
+    sampling = ", ".join(f"{_SAMPLING_WORDS[k]} {shown(p[k])}" for k in _SAMPLING_ORDER if k in p)
+    rows = [("Sampling", sampling), ("Seed", shown(record.seed))]
+    load = []
+    for key, (label, noun) in _LOAD_WORDS.items():
+        v = record.load.get(key)
+        if v is None:
+            continue
+        if key == "n_gpu_layers":
+            named = {-2: "GPU layers: Auto", -1: "all layers on the GPU", 0: "CPU only"}
+            load.append(named.get(v, f"{shown(v)} {label}"))
+        else:
+            load.append(f"{label} {count(int(v), noun)}".strip())
+    if load:
+        rows.append(("Loading", ", ".join(load)))
+    return rows
+
+
 def _shift_shares(shift: dict[str, Any] | None) -> str:
     if not shift:
         return ""
@@ -128,9 +161,7 @@ def to_markdown(record: ComparisonRecord) -> str:
         "",
         "## Settings",
         "",
-        *(f"- {k}: `{v}`" for k, v in sorted(r.params.items())),
-        f"- seed: `{r.seed}`",
-        *(f"- {k}: `{v}`" for k, v in sorted(r.load.items())),
+        *(f"- {k}: {v}" for k, v in settings_rows(r)),
         "",
     ]
     if r.system:
@@ -161,14 +192,16 @@ CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:70em;
   padding:0 1em;color:#1d232a;background:#fff}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccd;padding:.25em .6em;
-  text-align:left;vertical-align:top}th{background:#f2f4f7}
+table{border-collapse:collapse;margin:.5em 0;max-width:100%}td,th{border:1px solid #ccd;
+  padding:.25em .6em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f2f4f7}table.pair{table-layout:fixed;width:100%}table.pair th:first-child{width:9em}
+.hash{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
 pre,.answer{white-space:pre-wrap;word-wrap:break-word;font:14px/1.55 ui-monospace,Menlo,Consolas,
   monospace;background:#f7f8fa;border:1px solid #dde;border-radius:6px;padding:.7em}
 .tok{border-radius:2px}.tok.special{color:#778;font-style:italic}
 .legend{display:flex;gap:.6em;flex-wrap:wrap;align-items:center;font-size:13px;margin:.3em 0}
 .legend span{padding:0 .4em;border-radius:3px}
-.cols{display:grid;grid-template-columns:1fr 1fr;gap:1em}
+.cols{display:grid;grid-template-columns:1fr 1fr;gap:1em}.cols>div{min-width:0}
 .note{color:#8a5a00}.muted{color:#667}
 details summary{cursor:pointer;color:#446}
 """
@@ -261,16 +294,17 @@ def to_html(record: ComparisonRecord, shift: ShiftResult | None = None) -> str:
             ("SHA-256", r.base.sha256, r.instruct.sha256),
             ("Quantization", r.base.quant or "?", r.instruct.quant or "?"),
             ("Prompt", _mode_words(r), "chat template")]
-    table = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td><td>{esc(c)}</td></tr>"
-                    for a, b, c in rows)
-    settings = ", ".join(f"{esc(k)}={esc(v)}" for k, v in sorted(r.params.items()))
-    load = ", ".join(f"{esc(k)}={esc(v)}" for k, v in sorted(r.load.items()))
+
+    def cell(label: str, value: str) -> str:  # a hash may break anywhere: it has no words
+        return f'<td class="hash">{esc(value)}</td>' if label == "SHA-256" else f"<td>{esc(value)}</td>"
+
+    table = "".join(f"<tr><th>{esc(a)}</th>{cell(a, b)}{cell(a, c)}</tr>" for a, b, c in rows)
+    settings = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in settings_rows(r))
     parts = [
         f"<h1>Based comparison</h1><p class=\"muted\">{esc(r.created)}"
         f"{' &middot; Based ' + esc(r.app_version) if r.app_version else ''}</p>",
-        f"<table><tr><th></th><th>Base</th><th>Instruct</th></tr>{table}</table>",
-        f"<p><b>Settings:</b> {settings}, seed={esc(r.seed)}"
-        f"{'; ' + load if load else ''}</p>",
+        f"<table class=\"pair\"><tr><th></th><th>Base</th><th>Instruct</th></tr>{table}</table>",
+        f"<h2>Settings</h2><table>{settings}</table>",
     ]
     if r.system:
         parts.append(f"<h2>System prompt</h2><pre>{esc(r.system)}</pre>")
@@ -352,7 +386,7 @@ def run_comparison(
     instruct_path: str | os.PathLike[str],
     conv: Conversation,
     *,
-    base_mode: str = "urial",
+    base_mode: str = "twin-template",
     params: SamplingParams | None = None,
     load: LoadOptions | None = None,
     cancel: threading.Event | None = None,

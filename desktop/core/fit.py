@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 
 from desktop.core.gguf_info import human_bytes
+from desktop.core.words import count
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -109,10 +110,33 @@ class FitReport:
     verdict: Verdict
     need_bytes: int
     free_bytes: int | None
-    file_bytes: int
-    kv_bytes: int
+    file_bytes: int  # every model file counted (both, for a pair)
+    kv_bytes: int  # every KV cache counted
     where: str  # "RAM" or "GPU memory"
     sentence: str
+    parts: tuple[tuple[str, int], ...] = ()  # (what, bytes) in the sentence's order; sum == need_bytes
+
+
+_UNITS = ("B", "KB", "MB", "GB", "TB")
+
+
+def amounts(values: list[int]) -> tuple[list[str], str]:
+    """``values`` (bytes) and their total in one unit, the total's (as ``human_bytes`` picks it),
+    each rounded to 0.1 unit; the total shown is the sum of the rounded parts, so the words add up
+    ("105.5 MB + 134.2 MB = 239.7 MB") however the exact bytes round."""
+    total = sum(values)
+    k = 0
+    while k < len(_UNITS) - 1 and abs(total) >= 1000 ** (k + 1):
+        k += 1
+    unit = _UNITS[k]
+    if k == 0:
+        return [f"{v} B" for v in values], f"{total} B"
+    tenths = [int(v * 10 // 1000**k + (1 if (v * 10 % 1000**k) * 2 >= 1000**k else 0)) for v in values]
+
+    def fmt(t: int) -> str:
+        return f"{t // 10:,}.{t % 10} {unit}"
+
+    return [fmt(t) for t in tenths], fmt(sum(tenths))
 
 
 def assess_fit(
@@ -124,34 +148,52 @@ def assess_fit(
     free_bytes: int | None = None,
     gpu: bool = False,
     also_loaded: int = 0,
+    other_file_bytes: int | None = None,
 ) -> FitReport:
     """Plain-words verdict for loading a model of ``file_bytes`` with an ``n_ctx`` context.
 
     ``file_bytes`` is the whole model: every part of a split model (a catalog or hub listing's
-    size is already the total; for a file on disk use :func:`assess_model_fit`). ``also_loaded``
-    is memory the other model of the pair needs at the same time.
+    size is already the total; for a file on disk use :func:`assess_model_fit`).
+    ``other_file_bytes``: the pair's other model, loaded at the same time with the same context
+    (it needs its file, its own KV cache and working memory too). ``also_loaded``: memory already
+    taken by something else. Each model needs its file, a KV cache of ``kv_per_token`` (estimated
+    from ``params_b`` when not given) times ``n_ctx``, and working memory (64 MB plus a tenth of
+    the file, for llama.cpp's compute buffers). The sentence lists these parts, and the figures it
+    shows add up to the total it shows (:func:`amounts`).
     """
+    files = [file_bytes] + ([other_file_bytes] if other_file_bytes is not None else [])
+    pair = len(files) == 2
     per_tok = kv_per_token if kv_per_token is not None else kv_bytes_per_token(params_b or file_bytes / 0.6e9)
-    kv = per_tok * max(0, n_ctx)
-    overhead = 64 * MIB + file_bytes // 10  # compute buffers and runtime
-    need = file_bytes + kv + overhead + also_loaded
+    kv = per_tok * max(0, n_ctx) * len(files)
+    overhead = sum(64 * MIB + f // 10 for f in files)  # compute buffers and runtime
+    file_sum = sum(files)
+    need = file_sum + kv + overhead + also_loaded
     where = "GPU memory" if gpu else "RAM"
+    ctx = count(n_ctx, "token") + (" each" if pair else "")
+    parts: list[tuple[str, int]] = [
+        ("for the two files" if pair else "for the file", file_sum),
+        (f"for the context at {ctx}", kv),
+        ("working memory", overhead),
+    ]
+    if also_loaded:
+        parts.append(("already in use by another model", also_loaded))
+    shown, total = amounts([b for _, b in parts])
+    listed = " + ".join(f"{a} {what}" for a, (what, _b) in zip(shown, parts))
+    subject = "Both models together need" if pair else "Needs"
+    head = f"{subject} about {total} of {where} ({listed})"
     if free_bytes is None:
         free_bytes = free_vram_bytes() if gpu else free_ram_bytes()
     if free_bytes is None:
-        return FitReport(Verdict.TIGHT, need, None, file_bytes, kv, where,
-                         f"Needs about {human_bytes(need)} of {where}; Based could not tell how much is free.")
+        return FitReport(Verdict.TIGHT, need, None, file_sum, kv, where,
+                         f"{head}; Based could not tell how much is free.", tuple(parts))
     if need <= free_bytes * 0.7:
         verdict, words = Verdict.FITS, "fits comfortably"
     elif need <= free_bytes * 0.95:
         verdict, words = Verdict.TIGHT, "is tight: close other apps first"
     else:
         verdict, words = Verdict.TOO_BIG, "is too big for this machine: pick a smaller model or quantization"
-    sentence = (
-        f"Needs about {human_bytes(need)} ({human_bytes(file_bytes)} file + {human_bytes(kv)} context "
-        f"at {n_ctx} tokens) with {human_bytes(free_bytes)} of {where} free: it {words}."
-    )
-    return FitReport(verdict, need, free_bytes, file_bytes, kv, where, sentence)
+    sentence = f"{head}, and {human_bytes(free_bytes)} is free: it {words}."
+    return FitReport(verdict, need, free_bytes, file_sum, kv, where, sentence, tuple(parts))
 
 
 def assess_model_fit(
@@ -163,10 +205,12 @@ def assess_model_fit(
     free_bytes: int | None = None,
     gpu: bool = False,
     also_loaded: int = 0,
+    other_file_bytes: int | None = None,
 ) -> FitReport:
     """:func:`assess_fit` for a model on disk: its size is every file of the model, all parts of a
     split model (``path`` is its part 1; :func:`desktop.core.gguf_split.model_bytes`)."""
     from desktop.core.gguf_split import model_bytes
 
     return assess_fit(model_bytes(path), n_ctx=n_ctx, params_b=params_b, kv_per_token=kv_per_token,
-                      free_bytes=free_bytes, gpu=gpu, also_loaded=also_loaded)
+                      free_bytes=free_bytes, gpu=gpu, also_loaded=also_loaded,
+                      other_file_bytes=other_file_bytes)

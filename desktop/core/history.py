@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, sqlite_reason
 from desktop.core.types import GenerationResult, SamplingParams, StreamToken, TopAlt
 
 if TYPE_CHECKING:
@@ -192,9 +192,15 @@ class ComparisonRecord:
                 app_version=str(d.get("app_version", "")),
                 raw_control_tokens=bool(p.get("raw_control_tokens", False)),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except KeyError as exc:
             raise HistoryError(
-                f"This is not a complete Based comparison record (missing or bad field {exc})."
+                f"This is not a complete Based comparison record: its field \"{exc.args[0]}\" is "
+                "missing."
+            ) from None
+        except (TypeError, ValueError, AttributeError):
+            raise HistoryError(
+                "This is not a complete Based comparison record: one of its fields holds the wrong "
+                "kind of value."
             ) from None
 
 
@@ -385,8 +391,8 @@ class HistoryStore:
             self.fts = self._try_fts()
         except sqlite3.DatabaseError as exc:
             raise HistoryError(
-                f"The history file {self.path.name} could not be opened ({exc}); move it "
-                "away and Based will start a new one."
+                f"The history file {self.path.name} could not be opened ({sqlite_reason(exc)}); "
+                "move it away and Based will start a new one."
             ) from exc
 
     def _try_fts(self) -> bool:
@@ -435,7 +441,9 @@ class HistoryStore:
                 )
                 return int(cur.lastrowid or 0)
         except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"The comparison could not be saved to history ({exc}).") from exc
+            raise HistoryError(
+                f"The comparison could not be saved to history ({sqlite_reason(exc)})."
+            ) from exc
 
     def set_shift(self, id: int, shift: dict[str, Any]) -> None:
         """Attach a token-shift result (``ShiftResult.to_json_dict()``) to a saved comparison,
@@ -451,7 +459,9 @@ class HistoryStore:
                 self._db.execute("UPDATE comparisons SET record = ?, has_shift = 1 WHERE id = ?",
                                  (blob, int(id)))
         except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"The token-shift result could not be saved to history ({exc}).") from exc
+            raise HistoryError(
+                f"The token-shift result could not be saved to history ({sqlite_reason(exc)})."
+            ) from exc
 
     def get(self, id: int) -> ComparisonRecord:
         with self._lock:

@@ -13,7 +13,11 @@ them once, at import), so the endpoint is always passed explicitly.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
+import socket
+import threading
+import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +30,9 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 SITE = "https://huggingface.co"
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 API_TIMEOUT_S = 15.0
+# How long Based waits to learn whether Hugging Face can be reached at all before a request. With
+# no network, huggingface_hub retries a failed connection five times over about 24 s in silence.
+PROBE_TIMEOUT_S = 3.0
 
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -88,20 +95,75 @@ def licence_url(repo_id: str) -> str:
 
 
 def offline_error(what: str = "reach Hugging Face") -> DownloadError:
+    """Hugging Face's offline mode is on for this computer (``HF_HUB_OFFLINE``)."""
     return DownloadError(
-        f"You are offline (HF_HUB_OFFLINE is set), so Based did not {what}: unset HF_HUB_OFFLINE "
-        "to browse or download; models already downloaded still work."
+        f"You are offline: Hugging Face's offline mode is switched on for this computer, so Based "
+        f"did not {what}. The models already on this computer still work; switch offline mode "
+        "off to search or download."
     )
 
 
+def unreachable_error(what: str = "reach Hugging Face") -> DownloadError:
+    """No connection to the Hub at all (no network, no DNS, or the server refuses)."""
+    host = urlsplit(hub_endpoint()).hostname or "huggingface.co"
+    return DownloadError(
+        f"You seem to be offline: this computer cannot reach {host}, so Based did not {what}. "
+        "The models already on this computer still work; connect to the internet and try again "
+        "to search or download."
+    )
+
+
+def probe_target(endpoint: str | None = None) -> tuple[str, int]:
+    """The host and port a request to ``endpoint`` first connects to: the endpoint itself, or
+    the proxy the environment names for its scheme (``urllib.request.getproxies``)."""
+    parts = urlsplit(endpoint or hub_endpoint())
+    scheme = parts.scheme or "https"
+    host = parts.hostname or "huggingface.co"
+    port = parts.port or (443 if scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if p.hostname:
+            return p.hostname, p.port or (443 if p.scheme == "https" else 80)
+    return host, port
+
+
+def reachable(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout_s`` (name lookup
+    included: it runs on a daemon thread, so a lookup that hangs cannot hold the caller)."""
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                result.append(True)
+        except (OSError, ValueError):
+            result.append(False)
+
+    t = threading.Thread(target=attempt, name="hub-probe", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return bool(result and result[0])
+
+
+def quiet_hub_logging() -> None:
+    """huggingface_hub logs every retry ("Retrying in 1s [Retry 1/5]") as a warning, which
+    Python prints on stderr; Based says what happened in one sentence instead."""
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+
+
 def prepare_client(what: str = "reach Hugging Face") -> None:
-    """Refuse when offline; otherwise make huggingface_hub agree with the environment now.
+    """Refuse when offline, or when the Hub cannot be reached within :data:`PROBE_TIMEOUT_S`;
+    otherwise make huggingface_hub agree with the environment now.
 
     huggingface_hub caches HF_HUB_OFFLINE at import (and 0.x mounts an offline adapter on its
     session), so a flag changed since then is copied in and the shared session is reset.
     """
     if offline_mode():
         raise offline_error(what)
+    quiet_hub_logging()
+    if not reachable(*probe_target()):
+        raise unreachable_error(what)
     from huggingface_hub import constants
     from huggingface_hub import utils as hf_utils
 
@@ -370,13 +432,10 @@ def explain_http_error(
             "continues where it stopped."
         )
     if kind in ("refused", "network") or isinstance(exc, OSError):
-        host = urlsplit(hub_endpoint()).hostname or "huggingface.co"
-        return DownloadError(
-            f"Could not reach {host}: check your internet connection (or set HF_HUB_OFFLINE=1 to "
-            "work offline) and try again."
-        )
+        return unreachable_error(f"fetch {what}" if repo_id else "reach Hugging Face")
     return DownloadError(
-        f"Talking to Hugging Face about {what} failed ({type(exc).__name__}): try again later."
+        f"Talking to Hugging Face about {what} went wrong in a way Based did not expect: try "
+        "again later."
     )
 
 

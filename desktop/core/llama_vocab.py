@@ -4,6 +4,7 @@ No Qt; safe to import without loading a model."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import re
@@ -407,6 +408,21 @@ _VOCAB_CACHE: OrderedDict[tuple[str, int, int], tuple[Any, _Vocab]] = OrderedDic
 _VOCAB_LOCK = threading.Lock()
 
 
+@atexit.register
+def _free_vocab_models() -> None:
+    """Free the cached vocab-only models while llama.cpp is still there: left to the end of
+    the interpreter, their finalizers run after llama_cpp's module is torn down ("Exception
+    ignored in Llama.__del__", and at worst an abort)."""
+    with _VOCAB_LOCK:
+        models = [llm for llm, _vocab in _VOCAB_CACHE.values()]
+        _VOCAB_CACHE.clear()
+    for llm in models:
+        try:
+            llm.close()
+        except Exception:  # noqa: BLE001 - leaving anyway
+            pass
+
+
 def _vocab_model(path: str) -> tuple[Any, _Vocab]:
     from desktop.core.gguf_info import validate_gguf
 
@@ -423,7 +439,8 @@ def _vocab_model(path: str) -> tuple[Any, _Vocab]:
         llm = lib.Llama(model_path=path, vocab_only=True, verbose=False)
     except Exception as exc:
         raise ModelLoadError(
-            f"llama.cpp could not read the tokenizer of {Path(path).name} ({exc})."
+            f"llama.cpp could not read the tokenizer of {Path(path).name}: the file may be damaged "
+            "or too new for this version of Based."
         ) from exc
     vocab = _Vocab(llm._model.vocab, int(lib.llama_vocab_n_tokens(llm._model.vocab)))
     with _VOCAB_LOCK:

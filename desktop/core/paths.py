@@ -37,6 +37,20 @@ def cache_dir() -> Path:
     return p
 
 
+def documents_dir() -> Path:
+    """Where files the user saves (exports, reports) go by default: the user's Documents folder
+    (platformdirs: XDG_DOCUMENTS_DIR on Linux, Documents on macOS and Windows), or the home folder
+    when there is none. Under BASED_HOME it is BASED_HOME/documents (tests never write to the
+    real one)."""
+    h = _home_override()
+    if h:
+        p = h / "documents"
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+    p = Path(platformdirs.user_documents_dir())
+    return p if p.is_dir() else Path.home()
+
+
 def default_models_dir() -> Path:
     p = data_dir() / "models"
     p.mkdir(parents=True, exist_ok=True)
@@ -56,8 +70,12 @@ def read_user_text(path: str | os.PathLike[str], what: str) -> str:
         raise BasedError(f"{p.name} was not found. Check the path to the {what} file.")
     try:
         return p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BasedError(f"{p.name} could not be read as a UTF-8 text file ({exc}).") from exc
+    except UnicodeDecodeError as exc:
+        raise BasedError(f"{p.name} is not UTF-8 text: save it as UTF-8 and try again.") from exc
+    except OSError as exc:
+        from desktop.core.errors import plain_reason
+
+        raise BasedError(f"{p.name} could not be read ({plain_reason(exc)}).") from exc
 
 
 def history_db() -> Path:

@@ -71,13 +71,20 @@ class BaseMode(str, enum.Enum):
     def describe(self) -> str:
         return {
             BaseMode.RAW: "The base model sees your text exactly as typed and simply continues it.",
-            BaseMode.TWIN: "The base model sees the same chat markup as its instruct twin, "
-            "which it was never trained to follow.",
+            BaseMode.TWIN: "Both models get the same prompt: the instruct twin's chat markup, "
+            "which the base model was never trained to follow.",
             BaseMode.QA: "Your message is wrapped as 'Question: … Answer:' so the base model is "
             "nudged to answer it.",
-            BaseMode.URIAL: "A short preamble and three example answers teach the base model to "
-            "act like an assistant, with no training (Lin et al., 2024; an experiment below 1B).",
+            BaseMode.URIAL: "A preamble and three example answers coax the base model into "
+            "acting like an assistant (Lin et al., 2024). Small models often copy those examples "
+            "instead of answering you.",
         }[self]
+
+
+# The base side's default: the same prompt as the instruct side (the twin's chat template), so a
+# comparison changes one thing only, the model. URIAL is one choice away; with small models it
+# tends to copy its own example answers, which reads as the base model's own behaviour.
+DEFAULT_BASE_MODE = BaseMode.TWIN
 
 
 @dataclass(frozen=True)

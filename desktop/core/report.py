@@ -84,7 +84,7 @@ def build_report(
     threads: int | None = None,
     n_gpu_layers: int = -2,  # Auto (desktop.core.offload.AUTO_LAYERS)
     prompt_source: str = "chat",
-    mode: str = "urial",
+    mode: str = "twin-template",
     top_k: int = 5,
     on_progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
@@ -301,9 +301,11 @@ def render_report_html(data: ReportData) -> str:
     pair = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td><td>{esc(c)}</td></tr>"
                    for a, b, c in pair_rows)
     s = data.settings
-    src = ("the instruct model's chat-formatted prompt (the paper's setting)"
-           if s.get("prompt_source") == "chat"
-           else f"the base model's own prompt in {s.get('base_mode')} mode")
+    from desktop.core.shift import PROMPT_SOURCE_HELP, PROMPT_SOURCE_LABELS
+
+    key = "chat" if s.get("prompt_source") == "chat" else "base-mode"
+    src = PROMPT_SOURCE_LABELS[key] + (f" ({s.get('base_mode')} mode)" if key == "base-mode" else "")
+    src = f"{src[:1].upper()}{src[1:]}. {PROMPT_SOURCE_HELP[key]}"
     settings_rows = [
         ("Prompts", f"{len(data.items)} of {data.n_prompts} finished"
                     + (" (cancelled)" if data.cancelled else "")),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop.core import paths
+from desktop.core.prompts import DEFAULT_BASE_MODE, BaseMode
 from desktop.core.sampling import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_PRESET,
@@ -28,12 +29,16 @@ from desktop.core.sampling import (
 GPU_CHOICES = ("auto", "cpu", "layers")
 _PRESET = dict(PRESETS[DEFAULT_PRESET].values)  # the window starts on the default preset
 
+# 1: up to issue 13 (base side defaulted to URIAL, saved whether chosen or not);
+# 2: the base side defaults to the twin's chat template, and a saved base_mode is a choice.
+SETTINGS_VERSION = 2
+
 
 @dataclass
 class Settings:
     base_model: str = ""  # path of the chosen base GGUF
     instruct_model: str = ""  # path of the chosen instruct GGUF
-    base_mode: str = "urial"  # raw | twin-template | qa | urial
+    base_mode: str = DEFAULT_BASE_MODE.value  # raw | twin-template | qa | urial
     system_prompt: str = ""
     user_prompt: str = ""
     preset: str = DEFAULT_PRESET  # a key of desktop.core.sampling.PRESETS, or "custom"
@@ -52,6 +57,7 @@ class Settings:
     extra_model_files: list[str] = field(default_factory=list)  # opened with "Open GGUF file..."
     shift_prompt_source: str = "chat"  # chat | base-mode
     show_heatmap: bool = False
+    version: int = SETTINGS_VERSION  # of the file's meaning (see SETTINGS_VERSION)
 
     def load_gpu_layers(self) -> int:
         """``LoadOptions.n_gpu_layers`` for :attr:`gpu`: Auto (-2), CPU only (0) or the count."""
@@ -130,16 +136,38 @@ def check_values(settings: Settings, data: dict[str, Any] | None = None) -> list
     return fixed
 
 
+def upgrade(settings: Settings, data: dict[str, Any]) -> list[str]:
+    """Bring a file written by an older Based to today's meaning; one sentence per change.
+
+    Version 1 saved ``base_mode`` whether or not the user had chosen it, and its default was
+    URIAL, so a version-1 "urial" is the old default, not a choice: it becomes today's default
+    (the twin's chat template). Other modes were chosen by hand and are kept."""
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version >= SETTINGS_VERSION:
+        return []
+    changed: list[str] = []
+    if settings.base_mode == BaseMode.URIAL.value:
+        settings.base_mode = DEFAULT_BASE_MODE.value
+        changed.append(
+            f"The base model now gets the same prompt as the instruct model "
+            f"({DEFAULT_BASE_MODE.label.lower()}), so the two answers differ only by the model. "
+            f"URIAL is still one choice away under \"Base model sees\"."
+        )
+    settings.version = SETTINGS_VERSION
+    return changed
+
+
 @dataclass(frozen=True)
 class LoadedSettings:
     settings: Settings
     notice: str | None  # set when the file was corrupt and defaults were used
     fixed: tuple[str, ...] = ()  # one sentence per value that broke the rules and was reset
+    upgraded: tuple[str, ...] = ()  # one sentence per meaning an older Based gave a value
 
     @property
     def message(self) -> str | None:
         """Everything the user should read about the settings file, or None."""
-        parts = [m for m in (self.notice, *self.fixed) if m]
+        parts = [m for m in (self.notice, *self.fixed, *self.upgraded) if m]
         return " ".join(parts) or None
 
 
@@ -158,7 +186,8 @@ def load(path: Path | None = None) -> LoadedSettings:
             f"(the old file was kept as {path.name}.bad).",
         )
     settings = Settings.from_dict(data)
-    return LoadedSettings(settings, None, tuple(check_values(settings, data)))
+    fixed = tuple(check_values(settings, data))
+    return LoadedSettings(settings, None, fixed, tuple(upgrade(settings, data)))
 
 
 def save(settings: Settings, path: Path | None = None) -> None:

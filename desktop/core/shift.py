@@ -36,6 +36,20 @@ if TYPE_CHECKING:
     from desktop.core.engine import Engine
 
 PROMPT_SOURCES = ("chat", "base-mode")
+# What the base model reads before the instruct answer it scores, in plain words: a short label
+# for menus and reports, and a sentence that says why one would pick it.
+PROMPT_SOURCE_LABELS = {
+    "chat": "the instruct model's own chat prompt",
+    "base-mode": "the base model's own prompt",
+}
+PROMPT_SOURCE_HELP = {
+    "chat": "The base model reads exactly the prompt the instruct model answered, so any "
+            "difference comes from training alone. The research this view follows (Lin et al., "
+            "2024) measures it this way.",
+    "base-mode": "The base model reads the prompt it got in this comparison (the base mode "
+                 "chosen above), which shows how much that prompt alone moves it towards the "
+                 "instruct answer.",
+}
 
 
 # -- classes -----------------------------------------------------------------------------------
@@ -228,7 +242,8 @@ def _float(x: Any) -> float:
 
 
 SAMPLED_NOTE = (
-    "This answer was sampled, not greedy. The paper's figures assume a greedy answer, so "
+    "This answer was sampled, not greedy. The research this view follows (Lin et al., 2024) "
+    "measures greedy answers, so "
     "these shares are not directly comparable; re-run greedily for comparable numbers."
 )
 

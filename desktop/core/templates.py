@@ -253,7 +253,8 @@ def render_template(
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateSecurityError(
             "The chat template tried to reach outside its sandbox, so Based blocked it and ran "
-            f"nothing ({exc}). Do not trust this model file's template."
+            f"nothing ({exc.message or 'it asked for something unsafe'}). Do not trust this model "
+            "file's template."
         ) from None
     except TemplateError:
         raise
@@ -262,10 +263,12 @@ def render_template(
             "The chat template recursed too deeply, so Based stopped it. Use another template."
         ) from None
     except jinja2.exceptions.TemplateError as exc:
-        raise TemplateError(f"The chat template failed: {exc}. Use another template.") from None
-    except Exception as exc:  # errors inside template expressions: TypeError, KeyError, ...
+        why = (exc.message or "it has an error").rstrip(".")
+        raise TemplateError(f"The chat template failed: {why}. Use another template.") from None
+    except Exception:  # errors inside template expressions: TypeError, KeyError, ...
         raise TemplateError(
-            f"The chat template failed with {type(exc).__name__}: {exc}. Use another template."
+            "The chat template failed: it did something with these messages that it cannot do "
+            "(a bug in the template). Use another template."
         ) from None
     finally:
         sys.settrace(old_trace)

@@ -164,6 +164,79 @@ def build_tiny_model(
     return parts[0]
 
 
+def build_tiny_mamba(
+    out_path: str | Path,
+    *,
+    vocab: str = "phi-3",
+    n_layer: int = 2,
+    n_embd: int = 64,
+    d_state: int = 16,
+    d_conv: int = 4,
+    n_ctx: int = 2048,
+    seed: int = 0,
+    name: str = "Tiny Mamba",
+) -> Path:
+    """Write a tiny Mamba (state-space, recurrent) GGUF with a real tokenizer and return its path.
+
+    llama.cpp keeps such a model's past in a recurrent state, not a KV cache: it cannot drop the
+    last positions of a sequence, which the engine's prompt cache must notice (tests use it)."""
+    import gguf
+
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fields = _tokenizer_fields(vocab_file(vocab))
+    tokens = next(v for k, v, _, _ in fields if k == "tokenizer.ggml.tokens")
+    n_vocab = len(tokens)
+    d_inner = 2 * n_embd  # llama.cpp supports only an expansion factor of 2
+    dt_rank = max(1, n_embd // 16)
+    rng = np.random.default_rng(seed)
+
+    w = gguf.GGUFWriter(str(out), "mamba")
+    w.add_name(name)
+    w.add_string("general.license", "MIT")
+    w.add_string("general.size_label", "tiny")
+    w.add_context_length(n_ctx)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(0)
+    w.add_head_count(0)
+    w.add_ssm_conv_kernel(d_conv)
+    w.add_ssm_inner_size(d_inner)
+    w.add_ssm_state_size(d_state)
+    w.add_ssm_time_step_rank(dt_rank)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(n_vocab)
+    w.add_file_type(int(gguf.LlamaFileType.ALL_F32))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    for key, value, vtype, sub in fields:
+        if key != "tokenizer.chat_template":
+            w.add_key_value(key, value, vtype, sub)
+
+    def mat(rows: int, cols: int, scale: float) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+
+    w.add_tensor("token_embd.weight", mat(n_vocab, n_embd, 1.0))
+    for i in range(n_layer):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.ssm_in.weight", mat(2 * d_inner, n_embd, n_embd**-0.5))
+        w.add_tensor(f"blk.{i}.ssm_conv1d.weight", mat(d_inner, d_conv, d_conv**-0.5))
+        w.add_tensor(f"blk.{i}.ssm_conv1d.bias", np.zeros(d_inner, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.ssm_x.weight", mat(dt_rank + 2 * d_state, d_inner, d_inner**-0.5))
+        w.add_tensor(f"blk.{i}.ssm_dt.weight", mat(d_inner, dt_rank, dt_rank**-0.5))
+        w.add_tensor(f"blk.{i}.ssm_dt.bias", np.full(d_inner, -2.0, dtype=np.float32))
+        a = -np.tile(np.arange(1, d_state + 1, dtype=np.float32), (d_inner, 1))  # A = -exp(A_log)
+        w.add_tensor(f"blk.{i}.ssm_a", a)
+        w.add_tensor(f"blk.{i}.ssm_d", np.ones(d_inner, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.ssm_out.weight", mat(n_embd, d_inner, d_inner**-0.5))
+    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    w.add_tensor("output.weight", mat(n_vocab, n_embd, 3.0 * n_embd**-0.5))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Write a tiny random-weight GGUF with a real tokenizer."

@@ -128,10 +128,12 @@ class GenerationStats:
     total_s: float = 0.0
     stop_reason: StopReason = StopReason.EOS
     error: str | None = None
+    cached_tokens: int = 0  # leading prompt tokens reused from the KV cache (not evaluated again)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
             "prompt_eval_s": round(self.prompt_eval_s, 6),
             "time_to_first_token_s": round(self.time_to_first_token_s, 6),
             "generated_tokens": self.generated_tokens,
@@ -169,6 +171,9 @@ class LoadOptions:
     n_threads: int | None = None  # None: physical cores
     n_gpu_layers: int = -2  # -2: Auto (desktop.core.offload), -1: all layers, 0: CPU only, N: layers
     seed: int = 1234
+    # keep the KV cache between calls and evaluate only what follows the longest common token
+    # prefix with it (False: every generation and scoring starts from an empty cache)
+    prompt_cache: bool = True
 
     def __post_init__(self) -> None:
         from desktop.core.sampling import validate_load

@@ -83,7 +83,7 @@ class AnswerView(QTextEdit):
         self._overlay_colors: dict[str, QColor] = {}
         self._overlay_tips: list[str | None] | None = None
         self.legend = ""
-        self.setPlaceholderText("The answer will stream here.")
+        self.setPlaceholderText("The answer will stream here.")  # see ModelPane
 
     # -- content -----------------------------------------------------------------------------
 
@@ -93,8 +93,10 @@ class AnswerView(QTextEdit):
         self._starts.clear()
         self._ends.clear()
         self._pos = 0
-        self._overlay = None
-        self._overlay_tips = None
+        if self._overlay is not None:  # the overlay belonged to the old answer
+            self._overlay = None
+            self._overlay_tips = None
+            self.set_heatmap(self._heatmap)  # its legend again
 
     def tokens(self) -> list[StreamToken]:
         return list(self._tokens)

@@ -25,6 +25,8 @@ from desktop.workers.events import (
     LoadProgress,
     LoadRequest,
     ModelLoaded,
+    PairJob,
+    PairReport,
     PromptJob,
     PromptReport,
 )
@@ -44,10 +46,16 @@ def default_run_mode(cores: int | None = None) -> str:
     return "parallel" if n >= 8 else "sequential"
 
 
+STALE = "This answer is for an earlier message: Run again to answer the one above."
+
+
 class ComparisonController(QObject):
     runningChanged = Signal(bool)
     runFinished = Signal(int)  # run id
     reportReady = Signal(object)  # PromptReport (for the lens and tests)
+    modelsChanged = Signal()  # a model was chosen, loaded or failed: whether Run can start changed
+    pairChecked = Signal(object)  # desktop.core.pair.PairCheck for the current pair
+    resultsCleared = Signal()  # the answers on screen were dropped: their inputs changed
 
     def __init__(self, settings: Settings, panes: dict[str, ModelPane], parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -66,6 +74,16 @@ class ComparisonController(QObject):
             setattr(self, f"_handler_{side}", handler)
         self.prompts = PromptHost(self)
         self.prompts.worker.ready.connect(self.on_report)
+        self.prompts.worker.pairChecked.connect(self.on_pair_checked)
+        self.pair: object | None = None  # the PairCheck of the current paths, once known
+        self.pair_id = 0
+        self._pair_timer = QTimer(self)  # both sides picked at once: one check
+        self._pair_timer.setSingleShot(True)
+        self._pair_timer.setInterval(0)
+        self._pair_timer.timeout.connect(self._check_pair_now)
+        self.ready_status: dict[str, str] = {"base": "", "instruct": ""}
+        self.run_inputs: tuple[str, str, str] | None = None  # the inputs the answers came from
+        self.stats_status: dict[str, str] = {"base": "", "instruct": ""}
         self.paths = {"base": "", "instruct": ""}
         self.loaded: dict[str, ModelLoaded | None] = {"base": None, "instruct": None}
         self.load_error: dict[str, str | None] = {"base": None, "instruct": None}
@@ -112,11 +130,24 @@ class ComparisonController(QObject):
     def set_model(self, side: str, path: str) -> None:
         if self._closed:
             return
+        changed = path != self.paths[side]
         self.paths[side] = path
         self.loaded[side] = None
         self.load_error[side] = None
+        self.ready_status[side] = ""
         pane = self.panes[side]
         pane.clear_error()
+        if changed:  # answers, shift and checks of the old pair no longer hold
+            self.clear_results()
+            self.pair = None
+            self._pair_timer.start()
+        try:
+            self._load(side, path)
+        finally:
+            self.modelsChanged.emit()
+
+    def _load(self, side: str, path: str) -> None:
+        pane = self.panes[side]
         if not path:
             pane.set_model_info(None, None)
             pane.set_status("")
@@ -134,6 +165,7 @@ class ComparisonController(QObject):
             pane.set_status("")
             pane.show_error(str(exc))
             return
+        pane.set_model_info(None, None, path)
         pane.set_status("Loading… 0%")
         self.hosts[side].load(LoadRequest(load_id, path, opts))
         self.schedule_inspect()
@@ -143,6 +175,54 @@ class ComparisonController(QObject):
             if self.paths[side]:
                 self.set_model(side, self.paths[side])
 
+    def run_blocker(self) -> str:
+        """Why Run cannot start at all, in one sentence ("" when it can): no model chosen, or
+        every chosen model failed to load. (A side without a model says so in its pane.)"""
+        chosen = [s for s in SIDES if self.paths[s]]
+        if not chosen:
+            return ("Choose the two models first: get a pair in the Models tab, or open GGUF "
+                    "files you already have.")
+        if all(self.load_error[s] for s in chosen):
+            which = "Neither model" if len(chosen) == 2 else "The chosen model"
+            return f"{which} could be loaded: the message in its pane says why."
+        return ""
+
+    # -- pair check ----------------------------------------------------------------------------
+
+    @Slot()
+    def _check_pair_now(self) -> None:
+        self.pair_id = self._new_id()
+        if self.paths["base"] and self.paths["instruct"]:
+            self.prompts.check_pair(PairJob(self.pair_id, self.paths["base"], self.paths["instruct"]))
+        else:
+            self.pair = None
+            self.pairChecked.emit(None)
+
+    @Slot(object)
+    def on_pair_checked(self, report: PairReport) -> None:
+        if self._closed or report.request_id != self.pair_id:
+            return  # superseded by another pick
+        self.pair = report.check
+        self.pairChecked.emit(report.check)
+
+    # -- results -------------------------------------------------------------------------------
+
+    def clear_results(self) -> None:
+        """Drop the answers and everything derived from them (stats, errors of the run, the
+        shift analysis, the export), because the inputs they came from changed."""
+        self.stop()
+        had = any(self.results.values()) or any(p.answer.text() for p in self.panes.values())
+        self.results = {"base": None, "instruct": None}
+        self.run_report = None
+        self.run_inputs = None
+        for side in SIDES:
+            self.stats_status[side] = ""
+            self.panes[side].clear_answer(self.ready_status[side])
+            if self.load_error[side]:
+                self.panes[side].show_error(self.load_error[side] or "")
+        if had:
+            self.resultsCleared.emit()
+
     # -- inspector -----------------------------------------------------------------------------
 
     def set_inputs(self, user: str, system: str, mode: str, raw_control_tokens: bool = False) -> None:
@@ -151,6 +231,11 @@ class ComparisonController(QObject):
         self.inputs = (user, system, mode)
         self.raw_control_tokens = raw_control_tokens and mode == "raw"
         self.schedule_inspect()
+        if self.run_inputs is not None and not self.active:
+            stale = self.inputs != self.run_inputs  # say so; the answer stays to compare with
+            for side in SIDES:
+                if self.stats_status[side]:
+                    self.panes[side].set_status(STALE if stale else self.stats_status[side])
 
     def schedule_inspect(self) -> None:
         if not self._closed:
@@ -194,12 +279,15 @@ class ComparisonController(QObject):
         self.run_id = self._new_id()
         self.params = params
         self.results = {"base": None, "instruct": None}
+        self.run_inputs = self.inputs
+        self.stats_status = {"base": "", "instruct": ""}
         self.active = {s for s in SIDES if self.paths[s]}
         for side in SIDES:
             pane = self.panes[side]
             pane.start_answer()
             if not self.paths[side]:
-                pane.show_error("Pick a model for this side first.")
+                pane.show_error("Pick a model for this side first: its answer appears here.",
+                                from_run=True)
         if not self.active:
             return self.run_id
         self.runningChanged.emit(True)
@@ -218,14 +306,14 @@ class ComparisonController(QObject):
                 self.active.discard(side)
                 continue
             if sp.inspection is None:
-                self.panes[side].show_error(sp.error or "The prompt could not be built.")
+                self.panes[side].show_error(sp.error or "The prompt could not be built.", from_run=True)
                 self.active.discard(side)
                 continue
             if not sp.inspection.fits:
                 self.panes[side].show_error(
                     f"The prompt is {count(sp.inspection.token_count, 'token')} but the context "
                     f"holds {count(sp.inspection.n_ctx, 'token')}. Shorten it or raise the "
-                    "context size."
+                    "context size.", from_run=True,
                 )
                 self.active.discard(side)
                 continue
@@ -251,12 +339,14 @@ class ComparisonController(QObject):
         self.hosts[side].generate(req)
 
     def stop(self) -> None:
-        """Cancel running generations and drop the ones not started yet."""
+        """Cancel running generations and drop the ones not started yet. A model that is still
+        loading keeps loading (its host's cancel would abort the load)."""
         for side in SIDES:
             if self.pending[side] is not None:
                 self.pending[side] = None
                 self.active.discard(side)
-            self.hosts[side].stop()
+            elif side in self.active:
+                self.hosts[side].stop()
 
     def side_done(self, side: str) -> None:
         self.active.discard(side)
@@ -296,6 +386,7 @@ class ComparisonController(QObject):
         self._closed = True
         self._flush.stop()
         self._debounce.stop()
+        self._pair_timer.stop()
         ok = True
         for host in self.hosts.values():
             ok = host.shutdown() and ok
@@ -326,8 +417,11 @@ class _SideHandler(QObject):
             return
         self.ctl.loaded[self.side] = ev
         self.pane.set_model_info(ev.info, ev.gguf)
-        self.pane.set_status(f"Ready · context {count(ev.info.n_ctx, 'token')} · "
-                             f"{count(ev.info.n_threads, 'thread')}")
+        ready = f"Ready · context {count(ev.info.n_ctx, 'token')} · {count(ev.info.n_threads, 'thread')}"
+        self.ctl.ready_status[self.side] = ready
+        if not self.ctl.stats_status[self.side] and self.side not in self.ctl.active:
+            self.pane.set_status(ready)
+        self.ctl.modelsChanged.emit()
 
     @Slot(object)
     def on_load_failed(self, ev: LoadFailed) -> None:
@@ -337,6 +431,7 @@ class _SideHandler(QObject):
         self.pane.set_status("")
         self.pane.set_model_info(None, None)
         self.pane.show_error(ev.message)
+        self.ctl.modelsChanged.emit()
 
     @Slot(object)
     def on_started(self, ev: GenerationStarted) -> None:
@@ -349,15 +444,18 @@ class _SideHandler(QObject):
             return  # a superseded run
         self.ctl.flush()
         self.ctl.results[self.side] = ev
+        self.ctl.stats_status[self.side] = stats_line(ev.stats)
         self.pane.set_status(stats_line(ev.stats))
+        self.pane.finish_answer(ev.stats)
         if ev.stats.stop_reason is StopReason.ERROR and ev.stats.error:
-            self.pane.show_error(ev.stats.error)
+            self.pane.show_error(ev.stats.error, from_run=True)
         self.ctl.side_done(self.side)
 
     @Slot(object)
     def on_failed(self, ev: GenerationFailed) -> None:
         if ev.request_id != self.ctl.run_id:
             return
-        self.pane.show_error(self.ctl.load_error[self.side] or ev.message)
+        self.pane.show_error(self.ctl.load_error[self.side] or ev.message,
+                             from_run=not self.ctl.load_error[self.side])
         self.pane.set_status("")
         self.ctl.side_done(self.side)

@@ -8,15 +8,16 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
+    QFrame,
     QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -29,6 +30,7 @@ from desktop.core.settings import Settings
 from desktop.core.types import SamplingParams
 
 TOP_LOGPROBS = 10  # alternatives kept per token for the heatmap's hover
+RUN_TIP = "Run both models (Ctrl+Enter)"
 _MESSAGE_STYLE = {
     "error": "QLabel { color: #991b1b; background: #fee2e2; border: 1px solid #fca5a5;"
              " border-radius: 4px; padding: 4px; }",
@@ -60,44 +62,88 @@ class ControlsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        outer = QHBoxLayout(self)
-        outer.setContentsMargins(4, 4, 4, 4)
-        left = QVBoxLayout()
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 0)
+        outer.setSpacing(4)
+        # the message, with Run and Stop beside it
+        top = QHBoxLayout()
         self.prompt = PromptEdit()
         self.prompt.setPlaceholderText("Type a question or the start of a text… (Ctrl+Enter runs, Esc stops)")
         self.prompt.setToolTip("Your message. Both models get it; Ctrl+Enter runs, Esc stops.")
         self.prompt.setAccessibleName("prompt")
-        self.prompt.setMinimumHeight(60)
-        self.prompt.setMaximumHeight(140)
+        line = self.prompt.fontMetrics().lineSpacing()
+        self.prompt.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.prompt.setFixedHeight(3 * line + 14)  # three lines; a longer message scrolls
         self.prompt.runRequested.connect(self.runRequested)
         self.prompt.stopRequested.connect(self.stopRequested)
         self.prompt.textChanged.connect(self.inputsChanged)
-        left.addWidget(self.prompt, 1)
+        top.addWidget(self.prompt, 1)
+        buttons = QVBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip(RUN_TIP)
+        self.run_button.setDefault(True)
+        self.run_button.setMinimumWidth(96)
+        font = self.run_button.font()
+        font.setBold(True)
+        self.run_button.setFont(font)
+        self.run_button.clicked.connect(self.runRequested)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop both models (Esc)")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stopRequested)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addStretch(1)
+        top.addLayout(buttons)
+        outer.addLayout(top)
+        # why Run was refused, or what Based changed in your values: right under Run
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setAccessibleName("run message")
+        self.message.hide()
+        outer.addWidget(self.message)
+        # the system prompt, what the base model sees, and the settings behind one button
+        row = QHBoxLayout()
+        system_label = QLabel("System prompt:")
+        row.addWidget(system_label)
         self.system = QLineEdit()
-        self.system.setPlaceholderText("Optional system prompt for the instruct model")
+        self.system.setPlaceholderText("optional, for the instruct model")
         self.system.setToolTip("Sent as the system message to the instruct model (and used by the base modes that can)")
         self.system.textChanged.connect(self.inputsChanged)
-        left.addWidget(self.system)
-        mode_row = QHBoxLayout()
-        mode_row.addWidget(QLabel("Base model sees:"))
+        system_label.setBuddy(self.system)
+        row.addWidget(self.system, 1)
+        mode_label = QLabel("Base model sees:")
+        row.addWidget(mode_label)
         self.mode = QComboBox()
         for m in BaseMode:
             self.mode.addItem(m.label, m.value)
+            self.mode.setItemData(self.mode.count() - 1, m.describe(), Qt.ItemDataRole.ToolTipRole)
+        self.mode.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.mode.setToolTip("How your message is turned into a prompt for the base model")
         self.mode.currentIndexChanged.connect(self._mode_changed)
-        mode_row.addWidget(self.mode)
+        mode_label.setBuddy(self.mode)
+        row.addWidget(self.mode)
+        self.settings_button = QToolButton()
+        self.settings_button.setCheckable(True)
+        self.settings_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.settings_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.settings_button.setToolTip("Show or hide the sampling settings both models share")
+        self.settings_button.setAccessibleName("settings")
+        self.settings_button.toggled.connect(self._toggle_settings)
+        row.addWidget(self.settings_button)
+        outer.addLayout(row)
         self.mode_help = QLabel("")
         self.mode_help.setWordWrap(True)
         self.mode_help.setStyleSheet("color: palette(mid)")
-        mode_row.addWidget(self.mode_help, 1)
-        left.addLayout(mode_row)
+        outer.addWidget(self.mode_help)
         # what the prompt means when it is empty in raw mode (a note, not an error)
         self.prompt_note = QLabel("")
         self.prompt_note.setWordWrap(True)
         self.prompt_note.setStyleSheet(_MESSAGE_STYLE["note"])
         self.prompt_note.setAccessibleName("prompt note")
         self.prompt_note.hide()
-        left.addWidget(self.prompt_note)
+        outer.addWidget(self.prompt_note)
+        # raw mode only: hand-written chat markup may be sent as control tokens (off by default)
         self.raw_controls = QCheckBox("My text contains control tokens")
         self.raw_controls.setToolTip(
             "For chat markup written by hand: text such as <|im_start|> or <eos> is sent as the "
@@ -105,11 +151,14 @@ class ControlsPanel(QWidget):
         )
         self.raw_controls.setAccessibleName("raw control tokens")
         self.raw_controls.toggled.connect(self.inputsChanged)
-        left.addWidget(self.raw_controls)
-        outer.addLayout(left, 3)
+        self.raw_controls.hide()
+        row.insertWidget(row.indexOf(self.mode) + 1, self.raw_controls)
 
-        box = QGroupBox("Sampling (shared)")
-        grid = QGridLayout(box)
+        # the sampling settings, shared by both models: hidden until asked for
+        self.settings_panel = QFrame()
+        self.settings_panel.setFrameShape(QFrame.Shape.StyledPanel)
+        grid = QGridLayout(self.settings_panel)
+        grid.setContentsMargins(6, 4, 6, 4)
         self.preset = QComboBox()
         tips = []
         for key, preset in PRESETS.items():  # the same presets as `based compare --preset`
@@ -119,8 +168,9 @@ class ControlsPanel(QWidget):
             tips.append(f"{preset.label}: {tip}")
         self.preset.addItem("Custom", "custom")
         self.preset.setToolTip("\n".join(tips))
+        self.preset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.preset.activated.connect(self._preset_chosen)
-        grid.addWidget(self.preset, 0, 0, 1, 4)
+        self.preset.currentIndexChanged.connect(self._show_preset)
         # every range lies inside desktop.core.sampling's rules (a test checks both ends)
         self.temperature = self._dspin(0, 2, 0.05, "Higher is more random; 0 is greedy")
         self.top_p = self._dspin(0.01, 1, 0.05, "Keep the smallest set of tokens whose probability adds up to this")
@@ -134,14 +184,6 @@ class ControlsPanel(QWidget):
             "min_p": self.min_p, "repeat_penalty": self.repeat_penalty, "seed": self.seed,
             "max_tokens": self.max_tokens,
         }
-        f1, f2 = QFormLayout(), QFormLayout()
-        f1.addRow("Temperature", self.temperature)
-        f1.addRow("Top-p", self.top_p)
-        f1.addRow("Top-k", self.top_k)
-        f1.addRow("Min-p", self.min_p)
-        f2.addRow("Repeat penalty", self.repeat_penalty)
-        f2.addRow("Seed", self.seed)
-        f2.addRow("Max tokens", self.max_tokens)
         self.run_mode = QComboBox()
         self.run_mode.addItem("Auto", "auto")
         self.run_mode.addItem("Side by side", "parallel")
@@ -151,28 +193,21 @@ class ControlsPanel(QWidget):
             "Auto picks what is faster on this computer."
         )
         self.run_mode.activated.connect(self._run_mode_chosen)
-        f2.addRow("Run", self.run_mode)
-        grid.addLayout(f1, 1, 0, 1, 2)
-        grid.addLayout(f2, 1, 2, 1, 2)
-        buttons = QHBoxLayout()
-        self.run_button = QPushButton("Run")
-        self.run_button.setToolTip("Run both models (Ctrl+Enter)")
-        self.run_button.setDefault(True)
-        self.run_button.clicked.connect(self.runRequested)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop both models (Esc)")
-        self.stop_button.setEnabled(False)
-        self.stop_button.clicked.connect(self.stopRequested)
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        grid.addLayout(buttons, 2, 0, 1, 4)
-        # why Run was refused, or what Based changed in your values: next to Run
-        self.message = QLabel("")
-        self.message.setWordWrap(True)
-        self.message.setAccessibleName("run message")
-        self.message.hide()
-        grid.addWidget(self.message, 3, 0, 1, 4)
-        outer.addWidget(box, 2)
+        cells: list[tuple[str, QWidget]] = [
+            ("Preset", self.preset), ("Temperature", self.temperature), ("Top-p", self.top_p),
+            ("Top-k", self.top_k), ("Models run", self.run_mode), ("Min-p", self.min_p),
+            ("Repeat penalty", self.repeat_penalty), ("Seed", self.seed), ("Max tokens", self.max_tokens),
+        ]
+        per_row = 5
+        for n, (text, w) in enumerate(cells):
+            r, c = divmod(n, per_row)
+            label = QLabel(text)
+            label.setBuddy(w)
+            grid.addWidget(label, r, 2 * c, Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(w, r, 2 * c + 1, Qt.AlignmentFlag.AlignLeft)
+        grid.setColumnStretch(2 * per_row, 1)
+        self.settings_panel.hide()
+        outer.addWidget(self.settings_panel)
         for w in (self.temperature, self.top_p, self.min_p, self.repeat_penalty):
             w.valueChanged.connect(self._edited)
         for s in (self.top_k, self.seed, self.max_tokens):
@@ -180,6 +215,9 @@ class ControlsPanel(QWidget):
         self.prompt.textChanged.connect(self._prompt_changed)
         self.system.textChanged.connect(self._prompt_changed)
         self._applying = False
+        self._blocked = ""  # why Run cannot start at all (no models), or ""
+        self._running = False
+        self._show_preset()
         self._mode_changed()
 
     def _dspin(self, lo: float, hi: float, step: float, tip: str) -> QDoubleSpinBox:
@@ -268,16 +306,19 @@ class ControlsPanel(QWidget):
 
     # -- messages and the checks before a run ------------------------------------------------
 
-    def show_message(self, text: str, *, error: bool = True) -> None:
+    def show_message(self, text: str, *, error: bool = True, blocked: bool = False) -> None:
         """One message next to Run: why a run was refused (error) or what Based changed."""
         self.message.setStyleSheet(_MESSAGE_STYLE["error" if error else "note"])
         self.message.setText(text)
         self.message.setProperty("error", error)
+        self.message.setProperty("blocked", blocked)
         self.message.show()
 
     def clear_message(self) -> None:
         self.message.hide()
         self.message.setText("")
+        self.message.setProperty("error", False)
+        self.message.setProperty("blocked", False)
 
     def run_problem(self) -> str | None:
         """Why Run cannot start with what the form holds (one sentence), or None. Checks the
@@ -291,6 +332,9 @@ class ControlsPanel(QWidget):
 
     def check_run(self) -> bool:
         """Show the reason next to Run and return False when the form cannot run."""
+        if self._blocked:
+            self.show_message(self._blocked, error=True, blocked=True)
+            return False
         problem = self.run_problem()
         if problem is None:
             if self.message.property("error"):
@@ -313,8 +357,31 @@ class ControlsPanel(QWidget):
         s.run_mode = str(self.run_mode.currentData())
 
     def set_running(self, running: bool) -> None:
-        self.run_button.setEnabled(not running)
+        self._running = running
         self.stop_button.setEnabled(running)
+        self._update_run_button()
+
+    def set_blocked(self, reason: str) -> None:
+        """Why Run cannot start at all ("" when it can): Run is disabled and its tooltip says why;
+        Run by keyboard shows the reason next to Run."""
+        self._blocked = reason
+        if not reason and self.message.property("blocked"):
+            self.clear_message()
+        self._update_run_button()
+
+    @property
+    def blocked(self) -> str:
+        return self._blocked
+
+    def _update_run_button(self) -> None:
+        self.run_button.setEnabled(not self._running and not self._blocked)
+        if self._blocked:
+            tip = self._blocked
+        elif self._running:
+            tip = "Both models are running: Stop (Esc) first, or wait for them to finish"
+        else:
+            tip = RUN_TIP
+        self.run_button.setToolTip(tip)
 
     # -- slots ---------------------------------------------------------------------------------
 
@@ -335,7 +402,8 @@ class ControlsPanel(QWidget):
             note = ""
         self.prompt_note.setText(note)
         self.prompt_note.setVisible(bool(note))
-        if self.message.property("error") and self.run_problem() is None:
+        if self.message.property("error") and not self.message.property("blocked") \
+                and self.run_problem() is None:
             self.clear_message()
 
     @Slot(int)
@@ -349,6 +417,19 @@ class ControlsPanel(QWidget):
         i = self.preset.findData(key)
         self.preset.setCurrentIndex(i)
         self._preset_chosen(i)
+
+    @Slot()
+    def _show_preset(self) -> None:
+        name = self.preset.currentText().split(" (")[0]  # "Deterministic", details in the menu
+        self.settings_button.setText(f"Settings: {name}")
+
+    @Slot(bool)
+    def _toggle_settings(self, on: bool) -> None:
+        self.settings_panel.setVisible(on)
+        self.settings_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+
+    def show_settings(self, on: bool = True) -> None:
+        self.settings_button.setChecked(on)
 
     @Slot(int)
     def _run_mode_chosen(self, _index: int) -> None:

@@ -28,17 +28,36 @@ def _eta(s: float | None) -> str:
 
 def _linkify(message: str) -> str:
     """Plain sentence -> rich text with its https links clickable (e.g. a gated model's licence)."""
-    import html
     import re
 
     text = html.escape(message)
     return re.sub(r"(https://[^\s<]+[^\s<.,;:)])", r"<a href='\1'>\1</a>", text)
 
 
+# what the row's two buttons say and do in each state: (first, second); "" hides a button
+BUTTONS = {
+    "queued": ("Pause", "Cancel"),
+    "running": ("Pause", "Cancel"),
+    "paused": ("Resume", "Cancel"),
+    "failed": ("Retry", "Clear"),
+    "cancelled": ("Retry", "Clear"),
+    "done": ("", "Clear"),
+}
+TIPS = {
+    "Pause": "Stop for now; the bytes already here are kept and Resume continues from them",
+    "Resume": "Continue the download where it stopped",
+    "Retry": "Try this download again (a failed one continues where it stopped)",
+    "Cancel": "Stop and delete the partial file",
+    "Clear": "Remove this line from the list (a downloaded model stays in your library; a "
+             "partial file is deleted)",
+}
+
+
 class DownloadRow(QWidget):
     pauseRequested = Signal(int)
-    resumeRequested = Signal(int)
+    resumeRequested = Signal(int)  # Resume and Retry
     cancelRequested = Signal(int)
+    clearRequested = Signal(int)
 
     def __init__(self, job: DownloadJob, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -46,21 +65,25 @@ class DownloadRow(QWidget):
         self.state = "queued"
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        top = QHBoxLayout()
+        lay.setSpacing(2)
+        # names wrap (a long file name never pushes the buttons out of sight)
         name = html.escape(display_name(job.filename))  # a split model: "Model (3 parts)"
-        self.title = QLabel(f"<b>{name}</b>  <span style='color:gray'>{html.escape(job.repo)}</span>")
-        top.addWidget(self.title, 1)
-        self.pause = QPushButton("Pause")
-        self.pause.setToolTip("Stop for now; the bytes already here are kept and resume continues from them")
-        self.cancel = QPushButton("Cancel")
-        self.cancel.setToolTip("Stop and delete the partial file")
-        top.addWidget(self.pause)
-        top.addWidget(self.cancel)
-        lay.addLayout(top)
+        self.title = QLabel(f"<b>{name}</b><br>"
+                            f"<span style='color:gray'>{html.escape(job.repo)}</span>")
+        self.title.setWordWrap(True)
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        lay.addWidget(self.title)
+        mid = QHBoxLayout()
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(True)
-        lay.addWidget(self.bar)
+        self.bar.setMinimumWidth(60)
+        mid.addWidget(self.bar, 1)
+        self.pause = QPushButton("Pause")
+        self.cancel = QPushButton("Cancel")
+        mid.addWidget(self.pause)
+        mid.addWidget(self.cancel)
+        lay.addLayout(mid)
         self.status = QLabel("Waiting for the downloads before it…")
         self.status.setWordWrap(True)
         self.status.setTextFormat(Qt.TextFormat.RichText)
@@ -68,17 +91,30 @@ class DownloadRow(QWidget):
         lay.addWidget(self.status)
         self.pause.clicked.connect(self._pause_clicked)
         self.cancel.clicked.connect(self._cancel_clicked)
+        self._show_buttons()
+
+    def _show_buttons(self) -> None:
+        first, second = BUTTONS.get(self.state, ("Pause", "Cancel"))
+        for b, text in ((self.pause, first), (self.cancel, second)):
+            b.setVisible(bool(text))
+            if text:
+                b.setText(text)
+                b.setToolTip(TIPS[text])
+                b.setEnabled(True)
 
     @Slot()
     def _pause_clicked(self) -> None:
-        if self.state in ("paused", "failed"):
+        if self.state in ("paused", "failed", "cancelled"):
             self.resumeRequested.emit(self.job.job_id)
         else:
             self.pauseRequested.emit(self.job.job_id)
 
     @Slot()
     def _cancel_clicked(self) -> None:
-        self.cancelRequested.emit(self.job.job_id)
+        if self.state in ("failed", "cancelled", "done"):
+            self.clearRequested.emit(self.job.job_id)
+        else:
+            self.cancelRequested.emit(self.job.job_id)
 
     def apply(self, u: DownloadUpdate) -> None:
         self.state = u.state
@@ -94,18 +130,35 @@ class DownloadRow(QWidget):
             if eta:
                 parts.append(eta)
             self.status.setText(" · ".join(parts))
-        elif u.message:
-            self.status.setText(_linkify(u.message))
-        self.pause.setText("Resume" if u.state in ("paused", "failed") else "Pause")
-        self.pause.setEnabled(u.state not in ("done", "cancelled"))
-        self.cancel.setEnabled(u.state not in ("done", "cancelled"))
-        if u.state == "failed":
-            self.status.setStyleSheet("color:#b91c1c")
+        elif u.state == "queued":
+            self.status.setText("Waiting for the downloads before it…")
         else:
-            self.status.setStyleSheet("")
+            self.status.setText(_linkify(_what_happened(u)))
+        self.status.setStyleSheet("color:#b91c1c" if u.state == "failed" else "")
         if u.state == "done":
             self.bar.setValue(1000)
             self.bar.setFormat("Done")
+        elif u.state == "cancelled":
+            self.bar.setValue(0)
+            self.bar.setFormat("Cancelled")
+        elif u.state == "failed":
+            self.bar.setValue(max(self.bar.value(), 0))  # a bar with no value shows no words
+            self.bar.setFormat("Failed")
+        self._show_buttons()
+
+
+def _what_happened(u: DownloadUpdate) -> str:
+    """The row's status once the download is not running: what happened and what can be done."""
+    if u.state == "cancelled":
+        return "Cancelled: the partial file was deleted. Retry starts it again; Clear removes this line."
+    if u.state == "failed":
+        why = u.message or "The download failed."
+        return f"Failed. {why} Retry continues where it stopped."
+    if u.state == "paused":
+        return u.message or "Paused: Resume continues where it stopped."
+    if u.state == "done":
+        return u.message or "Downloaded and verified: it is in your library."
+    return u.message
 
 
 class DownloadsView(QWidget):
@@ -127,6 +180,14 @@ class DownloadsView(QWidget):
         self.lay.insertWidget(self.lay.count() - 1, row)
         self.empty.hide()
         return row
+
+    def remove(self, job_id: int) -> None:
+        row = self.rows.pop(job_id, None)
+        if row is not None:
+            self.lay.removeWidget(row)
+            row.hide()
+            row.deleteLater()
+        self.empty.setVisible(not self.rows)
 
     def apply(self, u: DownloadUpdate) -> None:
         row = self.rows.get(u.job_id)

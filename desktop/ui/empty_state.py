@@ -28,6 +28,7 @@ class EmptyState(QWidget):
         label.setWordWrap(True)
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         label.setMaximumWidth(640)
+        label.setMinimumWidth(min(560, label.fontMetrics().averageCharWidth() * 90))
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(label)
@@ -37,6 +38,7 @@ class EmptyState(QWidget):
         buttons.addStretch(1)
         self.get_pair = QPushButton("Get a model pair…")
         self.get_pair.setToolTip("Browse the curated base/instruct twins and download one")
+        self.get_pair.setDefault(True)  # the way in for most people
         self.get_pair.clicked.connect(self.getPairRequested)
         self.open_base = QPushButton("Open a base model…")
         self.open_base.setToolTip("Pick a base (pretrained-only) .gguf file")

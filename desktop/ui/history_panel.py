@@ -51,19 +51,21 @@ class HistoryPanel(QWidget):
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         self.view = QTextBrowser()
+        self.view.setPlaceholderText("Select a comparison on the left to see it here.")
         rl.addWidget(self.view, 1)
         buttons = QHBoxLayout()
         self.export_buttons = {}
         for fmt, label in (("md", "Export Markdown…"), ("html", "Export HTML…"), ("json", "Export JSON…")):
             b = QPushButton(label)
-            b.setToolTip(f"Save this comparison as {FORMATS[fmt].split(' (')[0]}")
+            b.setToolTip(f"Save the comparison shown as {FORMATS[fmt].split(' (')[0]} (select one "
+                         "in the list first)")
             b.setEnabled(False)
             b.setProperty("fmt", fmt)
             b.clicked.connect(self._export_clicked)
             buttons.addWidget(b)
             self.export_buttons[fmt] = b
         self.delete = QPushButton("Delete")
-        self.delete.setToolTip("Delete this comparison from history")
+        self.delete.setToolTip("Delete the comparison shown from history (select one in the list first)")
         self.delete.setEnabled(False)
         self.delete.clicked.connect(self._delete)
         buttons.addStretch(1)
@@ -82,6 +84,16 @@ class HistoryPanel(QWidget):
         self.query.textChanged.connect(self._debounce.start)
         self.list.currentItemChanged.connect(self._selected)
 
+    def show_nothing(self) -> None:
+        """No entry selected: the detail, its exports and Delete go."""
+        self._load_id = 0  # a load in flight is superseded
+        self.current, self.current_id = None, 0
+        self.view.clear()
+        for b in self.export_buttons.values():
+            b.setEnabled(False)
+        self.delete.setEnabled(False)
+        self.status.clear()
+
     @Slot()
     def refresh(self) -> None:
         self._search_id = self.host.search(self.query.text())
@@ -98,8 +110,10 @@ class HistoryPanel(QWidget):
         fmt = str(btn.property("fmt")) if btn is not None else "json"
         if self.current is None:
             return
-        stem = f"comparison-{self.current_id}"
-        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", f"{stem}.{fmt}", FORMATS[fmt])
+        from desktop.core import paths
+
+        start = paths.documents_dir() / f"comparison-{self.current_id}.{fmt}"
+        path, _ = QFileDialog.getSaveFileName(self, "Export comparison", str(start), FORMATS[fmt])
         if path:
             self.export_to(fmt, path)
 
@@ -116,13 +130,27 @@ class HistoryPanel(QWidget):
         if ev.kind == "saved":
             self.refresh()
         elif ev.kind == "rows" and ev.query_id == self._search_id:
+            self.list.blockSignals(True)  # refilling is not the user choosing another entry
             self.list.clear()
+            keep = None
             for r in ev.payload:  # type: ignore[attr-defined]
-                item = QTreeWidgetItem([r.created.replace("T", " ")[:16], r.user.replace("\n", " ")[:80],
+                prompt = r.user.replace("\n", " ")
+                item = QTreeWidgetItem([r.created.replace("T", " ")[:16], prompt[:80],
                                         r.base_name, r.instruct_name])
                 item.setData(0, 256, r.id)
+                # a long prompt or name is cut to its column: the whole of it is one hover away
+                for c, text in enumerate((None, r.user, r.base_name, r.instruct_name)):
+                    if text:
+                        item.setToolTip(c, text)
                 self.list.addTopLevelItem(item)
+                if r.id == self.current_id:
+                    keep = item
             self.list.resizeColumnToContents(0)
+            if keep is not None:
+                self.list.setCurrentItem(keep)
+            self.list.blockSignals(False)
+            if keep is None and self.current_id:
+                self.show_nothing()  # the entry shown is no longer in the list: it goes too
         elif ev.kind == "record" and ev.query_id == self._load_id:
             rid, rec = cast(tuple[int, Any], ev.payload)
             self.current, self.current_id = rec, rid
@@ -131,11 +159,7 @@ class HistoryPanel(QWidget):
                 b.setEnabled(True)
             self.delete.setEnabled(True)
         elif ev.kind == "deleted":
-            self.current, self.current_id = None, 0
-            self.view.clear()
-            for b in self.export_buttons.values():
-                b.setEnabled(False)
-            self.delete.setEnabled(False)
+            self.show_nothing()
             self.refresh()
         elif ev.kind in ("exported", "error"):
             self.status.setText(ev.message)

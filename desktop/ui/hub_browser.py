@@ -40,7 +40,7 @@ class HubBrowser(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
-        split = QSplitter(Qt.Orientation.Horizontal)
+        split = QSplitter(Qt.Orientation.Vertical)  # full width each: names are long
         self.repos = QListWidget()
         self.repos.setToolTip("Repositories; select one to list its GGUF files")
         self.files = QListWidget()

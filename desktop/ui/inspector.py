@@ -34,14 +34,20 @@ TYPED_TIP = "typed as text: looks like a control token, but the model reads it a
 CHIP_BGS = ("#dbeafe", "#dcfce7", "#fef3c7", "#fde2e4", "#e0e7ff")
 
 
+# A zero-width space after each space or tab marker: the marker replaces the space, so without
+# it a line could only break inside a word ("a / ccurate"); with it, lines break where the text
+# has whitespace, as it would without markers.
+BREAK = "&#8203;"
+
+
 def visible_whitespace(text: str) -> str:
-    """HTML for text with spaces, tabs and newlines made visible."""
+    """HTML for text with spaces, tabs and newlines made visible; lines wrap at whitespace."""
     out = []
     for ch in text:
         if ch == " ":
-            out.append("<span style='color:#9ca3af'>·</span>")
+            out.append(f"<span style='color:#9ca3af'>·</span>{BREAK}")
         elif ch == "\t":
-            out.append("<span style='color:#9ca3af'>→</span>")
+            out.append(f"<span style='color:#9ca3af'>→</span>{BREAK}")
         elif ch == "\n":
             out.append("<span style='color:#9ca3af'>↵</span><br>")
         elif ch == "\r":

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QScrollArea, QWidget
 
 from desktop.core.shift import ShiftClass, ShiftResult
 from desktop.core.types import GenerationResult, LoadOptions, SamplingParams
@@ -21,27 +21,47 @@ from desktop.ui.shift_view import LEGEND, ShiftPanel, overlay_for
 from desktop.workers.history_worker import HistoryEvent, HistoryHost, SaveJob
 from desktop.workers.model_worker import ShiftDone, ShiftJob
 
+REPORT_TIP = "Run the token-shift analysis over a prompt set into an HTML report"
+EXPORT_TIP = "Save this comparison as a web page, Markdown or JSON"
+
 
 class LensBar(QWidget):
-    """Buttons above the panes: guided examples, the report, export of the current comparison."""
+    """Guided examples, the report, and export of the comparison on screen (buttons, in the
+    tab bar's corner), and ``note``: a word-wrapped line the window places under the message
+    (the example's hint, "Saved to history.", an export's result)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         row = QHBoxLayout(self)
-        row.setContentsMargins(4, 0, 4, 0)
+        row.setContentsMargins(4, 0, 4, 2)
         self.examples = QPushButton("Guided examples…")
         self.examples.setToolTip("Curated prompts that each show a known base/instruct difference")
         self.report = QPushButton("Alignment report…")
-        self.report.setToolTip("Run the token-shift analysis over a prompt set into an HTML report")
+        self.report.setToolTip(REPORT_TIP)
         self.export = QPushButton("Export…")
-        self.export.setToolTip("Save the last comparison as Markdown, HTML or JSON")
+        self.export.setToolTip("Run a comparison first: then save it as a web page, Markdown or JSON")
         self.export.setEnabled(False)
         self.note = QLabel("")
+        self.note.setWordWrap(True)
         self.note.setStyleSheet("color: palette(mid)")
+        self.note.hide()
         row.addWidget(self.examples)
         row.addWidget(self.report)
         row.addWidget(self.export)
-        row.addWidget(self.note, 1)
+
+    def set_note(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+
+    def set_export(self, on: bool) -> None:
+        self.export.setEnabled(on)
+        self.export.setToolTip(EXPORT_TIP if on else
+                               "Run a comparison first: then save it as a web page, Markdown or JSON")
+
+    def set_report(self, reason: str) -> None:
+        """The report needs a pair that shares a tokenizer: disabled with the reason, or not."""
+        self.report.setEnabled(not reason)
+        self.report.setToolTip(reason or REPORT_TIP)
 
 
 class LensController(QObject):
@@ -57,7 +77,12 @@ class LensController(QObject):
         self.history = history
         self.bar = bar
         self.panel = ShiftPanel()
-        self.pane.tabs.addTab(self.panel, "Token shift")
+        scroll = QScrollArea()  # on a short screen the view scrolls rather than squeezes its text
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(self.panel)
+        self.tab = scroll
+        self.pane.tabs.addTab(scroll, "Token shift")
         self.panel.set_prompt_source(ctl.settings.shift_prompt_source)
         self.shift_id = 0
         self.result: ShiftResult | None = None
@@ -68,8 +93,12 @@ class LensController(QObject):
         self._export_path = ""
         self.auto_analyze = False
         self._saved_for_run = 0
+        self.refused: tuple[str, str] | None = None  # a pair whose tokenizers proved different
         ctl.runFinished.connect(self.on_run_finished)
         ctl.runningChanged.connect(self.on_running)
+        ctl.resultsCleared.connect(self.on_results_cleared)
+        ctl.pairChecked.connect(self.on_pair_checked)
+        ctl.modelsChanged.connect(self.on_models_changed)
         ctl.hosts["base"].worker.shifted.connect(self.on_shifted)
         history.worker.happened.connect(self.on_history)
         self.panel.analyzeRequested.connect(self.analyze)
@@ -90,18 +119,70 @@ class LensController(QObject):
         rep = self.ctl.run_report
         return rep if rep is not None and rep.request_id == self.ctl.run_id else None
 
+    def report_blocker(self) -> str:
+        """Why the alignment report cannot run now ("" when it can)."""
+        if not (self.ctl.paths["base"] and self.ctl.paths["instruct"]):
+            return "Choose a base and an instruct model first: the report runs both."
+        return self.unavailable()
+
+    @Slot()
+    def on_models_changed(self) -> None:
+        self.bar.set_report(self.report_blocker())
+
+    def unavailable(self) -> str:
+        """Why token shift cannot run for the current pair ("" when it can)."""
+        pair = self.ctl.pair
+        if pair is not None and not getattr(pair, "shift_available", True):
+            return str(getattr(pair, "shift_unavailable_reason", ""))
+        if self.refused == (self.ctl.paths["base"], self.ctl.paths["instruct"]):
+            return ("Token shift needs two models that share a tokenizer, and these two do not: "
+                    "pick a base model and its own instruct twin.")
+        return ""
+
+    @Slot(object)
+    def on_pair_checked(self, _check: object) -> None:
+        reason = self.unavailable()
+        self.bar.set_report(self.report_blocker())
+        if reason:
+            self.panel.show_error(reason)
+        elif not self.ctl.active and self.result is None:
+            self._reset_ready()
+
+    @Slot()
+    def on_results_cleared(self) -> None:
+        """New inputs: the shift, the saved comparison and the notes about the old answers go."""
+        self.shift_id += 1  # an analysis in flight is superseded
+        self.result = None
+        self.last_record_id = 0
+        self.record_run = 0
+        self.bar.set_export(False)
+        self.bar.set_note("")
+        reason = self.unavailable()
+        if reason:
+            self.panel.show_error(reason)
+        else:
+            self.panel.reset("Run a comparison first.", False)
+
+    def _reset_ready(self) -> None:
+        inst = self.ctl.results.get("instruct")
+        if inst is None or not inst.tokens:
+            self.panel.reset("The token-shift view needs an instruct answer; run a comparison first.", False)
+        else:
+            self.panel.reset("Ready: press Analyse to see where post-training changed this answer.", True)
+
     @Slot(int)
     def on_run_finished(self, run_id: int) -> None:
         if run_id != self.ctl.run_id:
             return
         inst = self.ctl.results.get("instruct")
         base = self.ctl.results.get("base")
-        if inst is None or not inst.tokens:
-            self.panel.reset("The token-shift view needs an instruct answer; run a comparison first.", False)
+        reason = self.unavailable()
+        if reason:
+            self.panel.show_error(reason)  # the same pair: not "Ready" again
         else:
-            self.panel.reset("Ready: press Analyse to see where post-training changed this answer.", True)
+            self._reset_ready()
         self._save_history(base, inst)
-        if self.auto_analyze and inst is not None and inst.tokens:
+        if self.auto_analyze and inst is not None and inst.tokens and not reason:
             self.auto_analyze = False
             self.analyze()
 
@@ -135,13 +216,13 @@ class LensController(QObject):
         if ev.kind == "saved" and ev.query_id == self.ctl.run_id:
             self.last_record_id = int(ev.payload)  # type: ignore[call-overload]
             self.record_run = ev.query_id
-            self.bar.export.setEnabled(True)
-            self.bar.note.setText("Saved to history.")
+            self.bar.set_export(True)
+            self.bar.set_note("Saved to history.")
             self.saved.emit(self.last_record_id)
             if self.result is not None:  # the analysis finished before the save
                 self.history.set_shift(self.last_record_id, self.result.to_json_dict())
         elif ev.kind == "error" and ev.query_id == self.ctl.run_id:
-            self.bar.note.setText(ev.message)
+            self.bar.set_note(ev.message)
         elif ev.kind == "record" and ev.query_id == self._export_query:
             _rid, rec = cast(tuple[int, Any], ev.payload)
             if self.result is not None and getattr(rec, "shift", None) is None:
@@ -150,12 +231,15 @@ class LensController(QObject):
                 rec = replace(rec, shift=self.result.to_json_dict())
             self.history.export(rec, self._export_fmt, self._export_path)
         elif ev.kind == "exported":
-            self.bar.note.setText(ev.message)
+            self.bar.set_note(ev.message)
 
     @Slot()
     def export_current(self) -> None:
+        from desktop.core import paths
+
+        start = str(paths.documents_dir() / "comparison.html")
         path, chosen = QFileDialog.getSaveFileName(
-            self.bar, "Export comparison", "comparison.html",
+            self.bar, "Export comparison", start,
             "Web page (*.html);;Markdown (*.md);;JSON, re-runnable (*.json)")
         if path:
             self.export_to(path)
@@ -201,6 +285,9 @@ class LensController(QObject):
         if done.request_id != self.shift_id:
             return  # superseded
         if done.result is None:
+            if done.tokenizers_differ:
+                self.refused = (self.ctl.paths["base"], self.ctl.paths["instruct"])
+                self.bar.set_report(self.report_blocker())
             self.panel.show_error(done.error)
             return
         res: ShiftResult = done.result  # type: ignore[assignment]
@@ -211,7 +298,7 @@ class LensController(QObject):
         classes, tips = overlay_for(res, len(answer.tokens()))
         colors = {c.value: QColor(c.color) for c in ShiftClass}
         answer.set_overlay(classes, colors, tips, LEGEND)  # type: ignore[arg-type]
-        self.pane.legend.setText(LEGEND)
+        self.pane.set_legend(LEGEND)
         if self.last_record_id and self.record_run == self.ctl.run_id:
             self.history.set_shift(self.last_record_id, res.to_json_dict())
         self.shiftReady.emit(res)
@@ -226,6 +313,7 @@ class LensController(QObject):
 
     @Slot(object)
     def load_example(self, ex: object) -> None:
+        self.ctl.clear_results()  # the old answers belong to the old message
         c = self.controls
         c.prompt.setPlainText(ex.user)  # type: ignore[attr-defined]
         c.system.setText(ex.system or "")  # type: ignore[attr-defined]
@@ -234,4 +322,4 @@ class LensController(QObject):
             c.mode.setCurrentIndex(idx)
         c.choose_preset("deterministic")
         c.max_tokens.setValue(int(ex.max_tokens))  # type: ignore[attr-defined]
-        self.bar.note.setText(ex.what_to_look_for)  # type: ignore[attr-defined]
+        self.bar.set_note(ex.what_to_look_for)  # type: ignore[attr-defined]

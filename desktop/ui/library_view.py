@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core import settings as settings_mod
+from desktop.core.errors import failure_sentence
 from desktop.core.fit import Verdict, assess_fit, free_ram_bytes
 from desktop.core.gguf_info import human_bytes
 from desktop.core.gguf_split import display_name
@@ -135,14 +136,20 @@ class LibraryBox(QGroupBox):
         item = self.tree.currentItem()
         size = item.text(2) if item is not None else ""
         name = item.text(0) if item is not None else Path(path).name
-        answer = QMessageBox.question(self, "Remove model", f"Remove {name} and free {size}?")
-        if answer != QMessageBox.StandardButton.Yes:
+        if self.remove_box(name, size).exec() != QMessageBox.StandardButton.Yes:
             return
         try:
             message = self.remove_path(path)
         except Exception as exc:  # a plain sentence, no traceback
-            message = str(exc)
+            message = failure_sentence(f"{name} could not be removed", exc)
         self.folder_label.setText(message)
+
+    def remove_box(self, name: str, size: str) -> QMessageBox:
+        """The question asked before removing a model (``name``: its file, or a split model's
+        name; every part goes)."""
+        return QMessageBox(QMessageBox.Icon.Question, "Remove model",
+                           f"Remove {Path(name).name} and free {size}?",
+                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
 
     @Slot()
     def _choose_folder(self) -> None:

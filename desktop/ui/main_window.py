@@ -8,8 +8,10 @@ from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
+    QHBoxLayout,
     QLabel,
     QMainWindow,
+    QPushButton,
     QSplitter,
     QStackedWidget,
     QTabWidget,
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core import paths
 from desktop.core import settings as settings_mod
+from desktop.core.errors import plain_reason
 from desktop.core.settings import Settings
 from desktop.ui.controller import ComparisonController
 from desktop.ui.controls import ControlsPanel
@@ -46,6 +49,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings, notice: str | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self._remember_models_in_use()
         self.setWindowTitle("Based — base vs instruct")
         self.resize(1280, 720)
         self.setMinimumSize(900, 560)
@@ -54,16 +58,37 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
         compare = QWidget()
         lay = QVBoxLayout(compare)
-        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setSpacing(4)
+        # what Based has to say about the settings file: a banner until read
+        self.notice_box = QWidget()
+        self.notice_box.setObjectName("notice")
+        self.notice_box.setStyleSheet("QWidget#notice { background:#fef3c7; border-radius:4px; }")
+        nl = QHBoxLayout(self.notice_box)
+        nl.setContentsMargins(6, 4, 6, 4)
         self.notice = QLabel(notice or "")
         self.notice.setWordWrap(True)
-        self.notice.setStyleSheet("QLabel { background:#fef3c7; color:#78350f; padding:6px; border-radius:4px; }")
-        self.notice.setVisible(bool(notice))
-        lay.addWidget(self.notice)
+        self.notice.setStyleSheet("QLabel { color:#78350f; }")
+        nl.addWidget(self.notice, 1)
+        self.notice_ok = QPushButton("Got it")
+        self.notice_ok.setToolTip("Hide this message")
+        self.notice_ok.clicked.connect(self.notice_box.hide)
+        nl.addWidget(self.notice_ok, 0, Qt.AlignmentFlag.AlignTop)
+        self.notice_box.setVisible(bool(notice))
+        lay.addWidget(self.notice_box)
         self.controls = ControlsPanel()
         lay.addWidget(self.controls)
         self.lens_bar = LensBar()
-        lay.addWidget(self.lens_bar)
+        self.lens_bar.note.setContentsMargins(4, 0, 4, 0)
+        lay.addWidget(self.lens_bar.note)
+        # one line per thing to know about the pair before running it (issue 13.7)
+        self.pair_note = QLabel("")
+        self.pair_note.setWordWrap(True)
+        self.pair_note.setAccessibleName("pair note")
+        self.pair_note.setStyleSheet("QLabel { color:#78350f; background:#fef3c7; border-radius:4px;"
+                                     " padding:4px; }")
+        self.pair_note.hide()
+        lay.addWidget(self.pair_note)
         self.stack = QStackedWidget()
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setChildrenCollapsible(False)
@@ -76,6 +101,7 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.empty)
         lay.addWidget(self.stack, 1)
         self.tabs.addTab(compare, "Compare")
+        self.tabs.setCornerWidget(self.lens_bar, Qt.Corner.TopRightCorner)
 
         self.models_panel = self._make_models_panel()
         if self.models_panel is not None:
@@ -99,6 +125,8 @@ class MainWindow(QMainWindow):
             if path:
                 self.controller.set_model(side, path)
         self._inputs_changed()
+        self._models_changed()
+        self.lens.on_models_changed()
         self._restore_geometry()
 
     # -- composition ---------------------------------------------------------------------------
@@ -125,6 +153,8 @@ class MainWindow(QMainWindow):
             pane.set_gpu_choice(self.settings.gpu, self.settings.n_gpu_layers)
             pane.gpuChoiceChanged.connect(self._gpu_choice_changed)
         self.controller.runningChanged.connect(self._running_changed)
+        self.controller.modelsChanged.connect(self._models_changed)
+        self.controller.pairChecked.connect(self._pair_checked)
         self.empty.getPairRequested.connect(self._show_models)
         self.empty.openBaseRequested.connect(self.base_pane.open_file)
         self.empty.openInstructRequested.connect(self.instruct_pane.open_file)
@@ -148,7 +178,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def run(self) -> None:
-        # the message and every value are checked before any work; a refusal shows next to Run
+        # models, the message and every value are checked before any work; a refusal shows next
+        # to Run (which is disabled, with the reason as its tooltip, when no model can run)
+        self.tabs.setCurrentIndex(0)  # Ctrl+Enter from another tab: the answers are here
         if not self.controls.check_run():
             return
         self.controls.store_settings(self.settings)
@@ -171,7 +203,10 @@ class MainWindow(QMainWindow):
     def show_report(self) -> None:
         from desktop.ui.report_dialog import ReportDialog
 
-        self.report_dialog = ReportDialog(self.settings.base_model, self.settings.instruct_model, self)
+        self.report_dialog = ReportDialog(
+            self.settings.base_model, self.settings.instruct_model, self,
+            base_mode=self.controls.base_mode(), prompt_source=self.settings.shift_prompt_source,
+            unavailable=self.lens.unavailable())
         self.report_dialog.open()
 
     @Slot(int)
@@ -182,6 +217,16 @@ class MainWindow(QMainWindow):
     @Slot(bool)
     def _running_changed(self, running: bool) -> None:
         self.controls.set_running(running)
+
+    @Slot()
+    def _models_changed(self) -> None:
+        self.controls.set_blocked(self.controller.run_blocker())
+
+    @Slot(object)
+    def _pair_checked(self, check: object) -> None:
+        lines = tuple(getattr(check, "lines", ()) or ())
+        self.pair_note.setText("\n".join(lines))
+        self.pair_note.setVisible(bool(lines) and self.stack.currentWidget() is self.splitter)
 
     @Slot()
     def _inputs_changed(self) -> None:
@@ -242,6 +287,19 @@ class MainWindow(QMainWindow):
         self.choose("instruct", instruct)
         self.tabs.setCurrentIndex(0)
 
+    def _remember_models_in_use(self) -> None:
+        """Models chosen outside the window (``based gui --base``, an older settings file) are
+        listed under "On this machine" like files opened by hand."""
+        from pathlib import Path
+
+        folder = self.settings.resolved_models_dir().resolve()
+        for path in (self.settings.base_model, self.settings.instruct_model):
+            p = Path(path) if path else None
+            if p is None or not p.is_file() or path in self.settings.extra_model_files:
+                continue
+            if not p.resolve().is_relative_to(folder):
+                self.settings.extra_model_files.append(path)
+
     @Slot()
     def refresh_models(self) -> None:
         """Scan the library once and update both pickers and the empty state. Remembered files
@@ -263,7 +321,7 @@ class MainWindow(QMainWindow):
             self.save_settings()
             if notes:
                 self.notice.setText(" ".join([t for t in (self.notice.text(),) if t] + notes))
-                self.notice.show()
+                self.notice_box.show()
         self.model_entries = scan_models(self.settings)
         self.base_pane.set_models(self.model_entries, self.settings.base_model)
         self.instruct_pane.set_models(self.model_entries, self.settings.instruct_model)
@@ -277,6 +335,7 @@ class MainWindow(QMainWindow):
     def _update_empty_state(self) -> None:
         has_any = bool(self.model_entries) or bool(self.settings.base_model or self.settings.instruct_model)
         self.stack.setCurrentWidget(self.splitter if has_any else self.empty)
+        self.pair_note.setVisible(bool(self.pair_note.text()) and has_any)
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -285,8 +344,8 @@ class MainWindow(QMainWindow):
         try:
             settings_mod.save(self.settings)
         except OSError as exc:
-            self.notice.setText(f"Your settings could not be saved ({exc.strerror}).")
-            self.notice.show()
+            self.notice.setText(f"Your settings could not be saved ({plain_reason(exc)}).")
+            self.notice_box.show()
 
     def _restore_geometry(self) -> None:
         qs = window_state()

@@ -8,9 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -20,22 +18,20 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QTabWidget,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop.core.catalog import CatalogError, CatalogPair, load_catalog
-from desktop.core.fit import Verdict, assess_fit
 from desktop.core.gguf_info import human_bytes
 from desktop.core.gguf_split import model_bytes, parse_split_name, parts_present
 from desktop.core.hub import RemoteFile
 from desktop.core.library import repo_dir
 from desktop.core.settings import Settings
-from desktop.ui.downloads_view import DownloadsView
+from desktop.ui.catalog_view import CatalogView
+from desktop.ui.downloads_view import DownloadRow, DownloadsView
 from desktop.ui.hub_browser import HubBrowser
-from desktop.ui.library_view import VERDICT_COLOUR, LibraryBox
+from desktop.ui.library_view import LibraryBox
 from desktop.workers.download_worker import DownloadHost, DownloadJob, DownloadUpdate, HubAnswer
 
 
@@ -56,7 +52,6 @@ class ModelsPanel(QWidget):
         self._probe_id = 0
         self._files_id = 0
         self._token_id = 0
-        self.gpu_free: int | None = None  # free GPU memory, when llama.cpp has a GPU backend
         try:
             self.pairs: list[CatalogPair] = load_catalog()
             catalog_error = ""
@@ -69,7 +64,11 @@ class ModelsPanel(QWidget):
 
         # left: where to get models
         self.sources = QTabWidget()
-        self.sources.addTab(self._build_catalog(catalog_error), "Curated pairs")
+        self.catalog_view = CatalogView(settings, self.pairs, catalog_error)
+        self.catalog, self.detail = self.catalog_view.catalog, self.catalog_view.detail
+        self.quant, self.get_pair = self.catalog_view.quant, self.catalog_view.get_pair
+        self.get_pair.clicked.connect(self._download_pair)
+        self.sources.addTab(self.catalog_view, "Curated pairs")
         self.browser = HubBrowser()
         self.browser.searchRequested.connect(self._search)
         self.browser.filesRequested.connect(self._list_files)
@@ -85,7 +84,7 @@ class ModelsPanel(QWidget):
         self.library = self.library_box.tree
         self.library_box.changed.connect(self._library_changed)
         self.library_box.pairChosen.connect(self.pairChosen)
-        rl.addWidget(self.library_box, 3)
+        rl.addWidget(self.library_box, 1)
         box = QGroupBox("Downloads")
         bl = QVBoxLayout(box)
         self.downloads = DownloadsView()
@@ -93,7 +92,7 @@ class ModelsPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.downloads)
         bl.addWidget(scroll)
-        rl.addWidget(box, 2)
+        rl.addWidget(box, 1)
         rl.addWidget(self._build_token_row())
         split.addWidget(right)
         split.setSizes([560, 560])
@@ -103,47 +102,6 @@ class ModelsPanel(QWidget):
 
     # -- building ------------------------------------------------------------------------------
 
-    def _build_catalog(self, error: str) -> QWidget:
-        w = QWidget()
-        lay = QVBoxLayout(w)
-        self.catalog = QTreeWidget()
-        self.catalog.setHeaderLabels(["Pair", "Download", "Licence", "This machine"])
-        self.catalog.setRootIsDecorated(False)
-        self.catalog.setToolTip("Base/instruct twins that run on a laptop; select one to see details")
-        for p in self.pairs:
-            item = QTreeWidgetItem([p.title + ("" if p.verified else " *"), human_bytes(p.total_size()),
-                                    p.licence + (" (gated)" if p.gated else ""), ""])
-            item.setData(0, Qt.ItemDataRole.UserRole, p.id)
-            self.catalog.addTopLevelItem(item)
-        for c in range(4):
-            self.catalog.resizeColumnToContents(c)
-        lay.addWidget(self.catalog, 1)
-        self.detail = QLabel(error or "Select a pair to see what it is.")
-        self.detail.setWordWrap(True)
-        self.detail.setTextFormat(Qt.TextFormat.RichText)
-        self.detail.setOpenExternalLinks(True)
-        lay.addWidget(self.detail)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Quantization:"))
-        self.quant = QComboBox()
-        self.quant.setToolTip("Smaller quantizations download faster and use less memory; Q8_0 is closest to the original")
-        row.addWidget(self.quant)
-        row.addStretch(1)
-        self.get_pair = QPushButton("Download pair")
-        self.get_pair.setEnabled(False)
-        self.get_pair.setToolTip("Download the base and the instruct model; they are selected when both are here")
-        row.addWidget(self.get_pair)
-        lay.addLayout(row)
-        note = QLabel("* a file name or size in this entry could not be verified when the catalog was written.")
-        note.setStyleSheet("color:gray")
-        note.setWordWrap(True)
-        lay.addWidget(note)
-        self.catalog.currentItemChanged.connect(self._pair_selected)
-        self.quant.currentTextChanged.connect(self._update_fit)
-        self.get_pair.clicked.connect(self._download_pair)
-        self._update_fit_column()
-        return w
-
     def _build_token_row(self) -> QWidget:
         w = QWidget()
         row = QHBoxLayout(w)
@@ -151,8 +109,9 @@ class ModelsPanel(QWidget):
         row.addWidget(QLabel("Hugging Face token (for gated models):"))
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
-        self.token.setPlaceholderText("hf_…  (stored by huggingface-hub, not by Based)")
-        self.token.setToolTip("Create one at huggingface.co/settings/tokens after accepting the model's licence")
+        self.token.setPlaceholderText("hf_…")
+        self.token.setToolTip("Create one at huggingface.co/settings/tokens after accepting the model's "
+                              "licence; it is kept in Hugging Face's own token store, not by Based")
         self.save_token = QPushButton("Save token")
         self.save_token.setToolTip("Store the token in Hugging Face's own token store")
         row.addWidget(self.token, 1)
@@ -162,90 +121,20 @@ class ModelsPanel(QWidget):
 
     # -- catalog -------------------------------------------------------------------------------
 
-    def _pair(self, pid: str) -> CatalogPair | None:
-        return next((p for p in self.pairs if p.id == pid), None)
-
     def selected_pair(self) -> CatalogPair | None:
-        item = self.catalog.currentItem()
-        return self._pair(str(item.data(0, Qt.ItemDataRole.UserRole))) if item is not None else None
+        return self.catalog_view.selected_pair()
 
-    @Slot(QTreeWidgetItem, QTreeWidgetItem)
-    def _pair_selected(self, cur: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
-        p = self.selected_pair()
-        self.get_pair.setEnabled(p is not None)
-        self.quant.blockSignals(True)
-        self.quant.clear()
-        if p is not None:
-            self.quant.addItems(p.quants())
-        self.quant.blockSignals(False)
-        self._update_fit()
+    def licence_box(self, p: CatalogPair) -> tuple[QMessageBox, QPushButton]:
+        return self.catalog_view.licence_box(p)
 
-    def _fit_sentence(self, p: CatalogPair, quant: str | None) -> tuple[Verdict, str]:
-        b, i = p.files_for(quant)
-        gpu = self.gpu_free is not None and self.settings.gpu != "cpu"
-        fit = assess_fit(max(b.size, i.size), n_ctx=self.settings.n_ctx, params_b=p.params_b,
-                         also_loaded=min(b.size, i.size), gpu=gpu,
-                         free_bytes=self.gpu_free if gpu else None)
-        return fit.verdict, fit.sentence.replace("Needs", "Both models together need", 1)
-
-    def _update_fit_column(self) -> None:
-        for n in range(self.catalog.topLevelItemCount()):
-            item = self.catalog.topLevelItem(n)
-            if item is None:
-                continue
-            p = self._pair(str(item.data(0, Qt.ItemDataRole.UserRole)))
-            if p is None:
-                continue
-            try:
-                verdict, _ = self._fit_sentence(p, None)
-            except CatalogError:
-                continue
-            item.setText(3, verdict.value)
-            item.setForeground(3, QColor(VERDICT_COLOUR[verdict]))
-
-    @Slot()
-    def _update_fit(self) -> None:
-        p = self.selected_pair()
-        if p is None:
-            return
-        quant = self.quant.currentText() or None
-        try:
-            verdict, sentence = self._fit_sentence(p, quant)
-        except CatalogError as exc:
-            self.detail.setText(str(exc))
-            return
-        b, i = p.files_for(quant)
-        lines = [f"<b>{p.title}</b> — {p.note}",
-                 f"Base: {p.base.repo} / {b.file} ({human_bytes(b.size)})",
-                 f"Instruct: {p.instruct.repo} / {i.file} ({human_bytes(i.size)})",
-                 f"Licence: <a href='{p.licence_url}'>{p.licence}</a>" if p.licence_url else f"Licence: {p.licence}",
-                 f"<span style='color:{VERDICT_COLOUR[verdict]}'>{sentence}</span>"]
-        if p.gated:
-            lines.append("This model is gated: accept its licence on Hugging Face and save a token below first.")
-        if not p.verified:
-            lines.append("<i>Not verified: " + "; ".join(p.unverified) + "</i>" if p.unverified
-                         else "<i>Some names in this entry are not verified.</i>")
-        self.detail.setText("<br>".join(lines))
-
-    def confirm_licence(self, p: CatalogPair) -> bool:
-        """The model's licence is shown before any download; terms that need acceptance ask first."""
-        if not (p.licence_notice or p.gated):
-            return True
-        text = p.licence_notice or f"{p.title} is gated on Hugging Face: accept its licence there first."
-        box = QMessageBox(self)
-        box.setWindowTitle(f"{p.title}: licence")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        link = f"<br><br><a href='{p.licence_url}'>{p.licence_url}</a>" if p.licence_url else ""
-        box.setText(f"<b>{p.licence}</b><br><br>{text}{link}")
-        accept = box.addButton("Accept and download", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        return box.clickedButton() is accept
+    def remove_box(self, path: str, size: str) -> QMessageBox:
+        """The question asked before removing a model."""
+        return self.library_box.remove_box(path, size)
 
     @Slot()
     def _download_pair(self) -> None:
         p = self.selected_pair()
-        if p is None or not self.confirm_licence(p):
+        if p is None or not self.catalog_view.confirm_licence(p):
             return
         b, i = p.files_for(self.quant.currentText() or None)
         ids = {}
@@ -267,11 +156,9 @@ class ModelsPanel(QWidget):
         self.jobs[job.job_id] = job
         if row_for is not None and row_for in self.downloads.rows:
             self.downloads.rekey(row_for, job)
+            self.downloads.apply(DownloadUpdate(job.job_id, "queued"))
         else:
-            row = self.downloads.add(job)
-            row.pauseRequested.connect(self._pause)
-            row.resumeRequested.connect(self._resume)
-            row.cancelRequested.connect(self._cancel)
+            self._add_row(job)
         existing = dest / filename
         if existing.is_file() and parts_present(existing):
             size_now = model_bytes(existing)
@@ -280,6 +167,32 @@ class ModelsPanel(QWidget):
             return job.job_id
         self.host.enqueue(job)
         return job.job_id
+
+    def _add_row(self, job: DownloadJob) -> DownloadRow:
+        row = self.downloads.add(job)
+        row.pauseRequested.connect(self._pause)
+        row.resumeRequested.connect(self._resume)
+        row.cancelRequested.connect(self._cancel)
+        row.clearRequested.connect(self._clear)
+        return row
+
+    @Slot(int)
+    def _clear(self, job_id: int) -> None:
+        """Remove a finished, failed or cancelled row; a failed one's partial file goes too."""
+        job = self.jobs.get(job_id)
+        row = self.downloads.rows.get(job_id)
+        if row is not None and row.state == "failed" and job is not None:
+            from desktop.core.downloads import discard_partial
+
+            try:
+                discard_partial(Path(job.dest_dir), job.filename)
+            except OSError:
+                pass
+        self.downloads.remove(job_id)
+        self.jobs.pop(job_id, None)
+        for pid, ids in list(self.pair_jobs.items()):
+            if job_id in ids.values():
+                del self.pair_jobs[pid]  # the pair will not complete now
 
     @Slot(object)
     def _download_remote(self, remote: object) -> None:
@@ -351,10 +264,7 @@ class ModelsPanel(QWidget):
             for part in partial_downloads(d):
                 job = DownloadJob(self.host.new_id(), part.repo_id, part.filename, str(d), part.total_bytes or None)
                 self.jobs[job.job_id] = job
-                row = self.downloads.add(job)
-                row.pauseRequested.connect(self._pause)
-                row.resumeRequested.connect(self._resume)
-                row.cancelRequested.connect(self._cancel)
+                row = self._add_row(job)
                 row.apply(DownloadUpdate(job.job_id, "paused", part.done_bytes, part.total_bytes,
                                          message=f"Stopped at {human_bytes(part.done_bytes)}; Resume continues from there."))
 
@@ -381,10 +291,10 @@ class ModelsPanel(QWidget):
     def _on_answer(self, a: HubAnswer) -> None:
         if a.kind == "probe" and a.query_id == self._probe_id:
             if a.items and a.items[0] and isinstance(a.items[1], int):
-                self.gpu_free = self.library_box.gpu_free = a.items[1]
+                self.catalog_view.gpu_free = self.library_box.gpu_free = a.items[1]
                 self.refresh_library()
-                self._update_fit_column()
-                self._update_fit()
+                self.catalog_view.update_fit_column()
+                self.catalog_view.update_fit()
             return
         if a.query_id not in (self._search_id, self._files_id, self._token_id):
             return  # superseded

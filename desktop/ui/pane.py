@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, StreamToken
+from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, StopReason, StreamToken
 from desktop.core.words import count
 from desktop.ui.answer_view import AnswerView
 from desktop.ui.inspector import PromptInspector
@@ -34,6 +34,15 @@ GPU_CHOICES = (
     ("cpu", "CPU only", "Run the model on the processor only"),
     ("layers", "GPU layers", "Put this many of the model's layers on the GPU, the rest on the CPU"),
 )
+PLACEHOLDER = "The answer will stream here."
+EMPTY_ANSWER: dict[StopReason | None, str] = {
+    StopReason.STOP_STRING: "(No text: the model's first words were a stop string, such as the "
+                            "end of a chat turn, where Based stops it. The Prompt inspector shows "
+                            "what it was given.)",
+    StopReason.EOS: "(No text: the model ended its answer before writing anything.)",
+    StopReason.CANCELLED: "(Stopped before the model wrote any text.)",
+    None: "(The model wrote no text.)",
+}
 
 
 def human_size(n: int) -> str:
@@ -86,23 +95,26 @@ class ModelPane(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         head = QHBoxLayout()
-        label = QLabel(f"<b>{html.escape(title)}</b>")
-        head.addWidget(label)
+        self.title = QLabel(f"<b>{html.escape(title)}</b>")
+        head.addWidget(self.title)
         self.picker = QComboBox()
-        self.picker.setMinimumContentsLength(18)
+        self.picker.setMinimumContentsLength(16)
         self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.picker.setToolTip(f"Choose the {side} model")
         self.picker.setAccessibleName(f"{side} model")
         self.picker.activated.connect(self._picked)
         head.addWidget(self.picker, 1)
-        self.open_button = QPushButton("Open GGUF file…")
-        self.open_button.setToolTip("Pick a .gguf model file from your disk")
+        self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip(f"Pick a .gguf model file from your disk as the {side} model")
         self.open_button.clicked.connect(self.open_file)
         head.addWidget(self.open_button)
         lay.addLayout(head)
         self.info = QLabel("No model chosen")
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: palette(mid)")
+        self.info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # two lines at least, so both panes' answers start at the same height
+        self.info.setMinimumHeight(2 * self.info.fontMetrics().lineSpacing())
         lay.addWidget(self.info)
         # where the model runs ("GPU: Radeon 780M via Vulkan, 30/30 layers" or "CPU (AVX2)") and
         # the choice of where models run
@@ -140,29 +152,39 @@ class ModelPane(QWidget):
         self.error.hide()
         lay.addWidget(self.error)
         self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
         answer_box = QWidget()
         al = QVBoxLayout(answer_box)
         al.setContentsMargins(0, 0, 0, 0)
+        al.setSpacing(2)
         self.answer = AnswerView()
         al.addWidget(self.answer, 1)
-        tools = QHBoxLayout()
-        self.heatmap = QCheckBox("Probability heatmap")
-        self.heatmap.setToolTip("Colour each token by how likely the model found it (hover a token for alternatives)")
-        self.heatmap.toggled.connect(self._toggle_heatmap)
-        tools.addWidget(self.heatmap)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: palette(mid)")
-        tools.addWidget(self.legend, 1)
+        self.legend.hide()
+        al.addWidget(self.legend)
+        # the answer's tools sit in the tab bar's corner, so the answer keeps the height
+        tools = QWidget()
+        tl = QHBoxLayout(tools)
+        tl.setContentsMargins(0, 0, 2, 0)
+        self.heatmap = QCheckBox("Heatmap")
+        self.heatmap.setToolTip("Colour each token by how likely the model found it (hover a token for alternatives)")
+        self.heatmap.toggled.connect(self._toggle_heatmap)
+        tl.addWidget(self.heatmap)
         self.copy_button = QPushButton("Copy")
         self.copy_button.setToolTip("Copy this answer to the clipboard")
+        self.copy_button.setEnabled(False)
         self.copy_button.clicked.connect(self.copy_answer)
-        tools.addWidget(self.copy_button)
-        al.addLayout(tools)
+        tl.addWidget(self.copy_button)
+        self.tabs.setCornerWidget(tools, Qt.Corner.TopRightCorner)
+        self.tools = tools  # they act on the answer: shown with the Answer tab only
+        self.tabs.currentChanged.connect(self._tab_changed)
         self.tabs.addTab(answer_box, "Answer")
         self.inspector = PromptInspector(side)
         self.tabs.addTab(self.inspector, "Prompt inspector")
         lay.addWidget(self.tabs, 1)
+        self._run_error = False  # the error shown came from a run (not from loading the model)
         self._paths: list[str] = []
 
     # -- model list ----------------------------------------------------------------------------
@@ -207,9 +229,11 @@ class ModelPane(QWidget):
 
     # -- state ---------------------------------------------------------------------------------
 
-    def set_model_info(self, info: LoadedModelInfo | None, gguf: GGUFInfo | None) -> None:
+    def set_model_info(self, info: LoadedModelInfo | None, gguf: GGUFInfo | None,
+                       path: str = "") -> None:
         if gguf is None:
-            self.info.setText("No model loaded")
+            self.info.setText(Path(path).name if path else "No model chosen")
+            self.info.setToolTip(path)
             self.where.setText("")
             return
         bits = [gguf.name, gguf.file_type or "?", gguf.size_label or "", human_size(gguf.file_size)]
@@ -243,20 +267,50 @@ class ModelPane(QWidget):
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, *, from_run: bool = False) -> None:
         self.error.setText(message)
         self.error.show()
+        self._run_error = from_run
 
     def clear_error(self) -> None:
         self.error.hide()
         self.error.setText("")
+        self._run_error = False
 
     def start_answer(self) -> None:
+        self.answer.setPlaceholderText(PLACEHOLDER)
         self.answer.clear_answer()
         self.clear_error()
+        self.copy_button.setEnabled(False)
+        self._show_legend(self.answer.legend)
+
+    def clear_answer(self, status: str = "") -> None:
+        """Forget the last answer and everything shown about it (its error, stats, colours),
+        because the inputs it came from changed; an error about loading the model stays."""
+        self.answer.setPlaceholderText(PLACEHOLDER)
+        self.answer.clear_answer()
+        if self._run_error:
+            self.clear_error()
+        self.copy_button.setEnabled(False)
+        self._show_legend(self.answer.legend)
+        self.set_status(status)
 
     def append_tokens(self, tokens: list[StreamToken]) -> None:
         self.answer.append_tokens(tokens)
+        if any(t.text for t in tokens):
+            self.copy_button.setEnabled(True)
+
+    def finish_answer(self, stats: GenerationStats) -> None:
+        """An answer with no text says why, instead of a blank pane."""
+        if not self.answer.text().strip():
+            self.answer.setPlaceholderText(EMPTY_ANSWER.get(stats.stop_reason, EMPTY_ANSWER[None]))
+
+    def set_legend(self, text: str) -> None:
+        self._show_legend(text)
+
+    def _show_legend(self, text: str) -> None:
+        self.legend.setText(text)
+        self.legend.setVisible(bool(text))
 
     def finish(self, stats: GenerationStats) -> None:
         self.set_status(stats_line(stats))
@@ -265,10 +319,14 @@ class ModelPane(QWidget):
     def copy_answer(self) -> None:
         QGuiApplication.clipboard().setText(self.answer.text())
 
+    @Slot(int)
+    def _tab_changed(self, index: int) -> None:
+        self.tools.setVisible(index == 0)
+
     @Slot(bool)
     def _toggle_heatmap(self, on: bool) -> None:
         self.answer.set_heatmap(on)
-        self.legend.setText(self.answer.legend)
+        self._show_legend(self.answer.legend)
 
 
 def stats_line(stats: GenerationStats) -> str:

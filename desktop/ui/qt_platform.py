@@ -139,7 +139,9 @@ def missing_libraries(plugin: Path) -> list[str]:
             try:
                 ctypes.CDLL(name, mode=os.RTLD_LAZY | os.RTLD_LOCAL)
             except OSError as exc:
-                m = re.match(r"\s*([^\s:]+\.so[.\d]*):", str(exc))
+                # the loader's text is parsed for the missing library's name, never shown
+                detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+                m = re.match(r"\s*([^\s:]+\.so[.\d]*):", detail)
                 lost = os.path.basename(m.group(1)) if m else name
                 if lost not in missing:
                     missing.append(lost)

@@ -20,13 +20,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.shift import ShiftClass, ShiftResult, ShiftToken
+from desktop.core.shift import (
+    PROMPT_SOURCE_HELP,
+    PROMPT_SOURCE_LABELS,
+    ShiftClass,
+    ShiftResult,
+    ShiftToken,
+)
 from desktop.core.words import count
 
-SOURCES = (
-    ("chat", "the instruct model's chat prompt (the paper's setting)"),
-    ("base-mode", "the base model's own prompt (the chosen base mode)"),
-)
+SOURCES = tuple(PROMPT_SOURCE_LABELS.items())
 
 LEGEND = (
     "Token shift: "
@@ -110,20 +113,32 @@ class ShiftPanel(QWidget):
         intro.setWordWrap(True)
         lay.addWidget(intro)
         row = QHBoxLayout()
-        row.addWidget(QLabel("The base model sees:"))
+        row.addWidget(QLabel("The base model reads:"))
         self.source = QComboBox()
         for key, text in SOURCES:
             self.source.addItem(text, key)
-        self.source.setToolTip("Which prompt comes before the instruct answer when the base model scores it")
-        row.addWidget(self.source, 1)
-        self.analyze = QPushButton("Analyse token shift")
-        self.analyze.setToolTip("Score the instruct answer under the base model and colour it by shift class")
-        self.analyze.setEnabled(False)
-        row.addWidget(self.analyze)
+            self.source.setItemData(self.source.count() - 1, PROMPT_SOURCE_HELP[key],
+                                    Qt.ItemDataRole.ToolTipRole)
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.source.setToolTip("Which prompt comes before the instruct answer when the base model "
+                               "scores it:\n" + "\n".join(f"- {PROMPT_SOURCE_HELP[k]}" for k, _ in SOURCES))
+        row.addWidget(self.source)
+        row.addStretch(1)
         lay.addLayout(row)
+        self.source_help = QLabel(PROMPT_SOURCE_HELP["chat"])
+        self.source_help.setWordWrap(True)
+        self.source_help.setStyleSheet("color: palette(mid)")
+        lay.addWidget(self.source_help)
+        act = QHBoxLayout()
+        self.analyze = QPushButton("Analyse token shift")
+        self.analyze.setToolTip("Score the instruct answer under the base model and colour it by "
+                                "shift class (after a comparison has run)")
+        self.analyze.setEnabled(False)
+        act.addWidget(self.analyze, 0, Qt.AlignmentFlag.AlignTop)
         self.message = QLabel("Run a comparison first.")
         self.message.setWordWrap(True)
-        lay.addWidget(self.message)
+        act.addWidget(self.message, 1)
+        lay.addLayout(act)
         self.shares = QLabel("")
         self.shares.setTextFormat(Qt.TextFormat.RichText)
         lay.addWidget(self.shares)
@@ -153,6 +168,7 @@ class ShiftPanel(QWidget):
         self.source.currentIndexChanged.connect(self._source_changed)
 
     def _source_changed(self, _i: int) -> None:
+        self.source_help.setText(PROMPT_SOURCE_HELP[self.prompt_source()])
         self.sourceChanged.emit(self.prompt_source())
 
     def prompt_source(self) -> str:
@@ -162,6 +178,7 @@ class ShiftPanel(QWidget):
         i = self.source.findData(key)
         if i >= 0:
             self.source.setCurrentIndex(i)
+            self.source_help.setText(PROMPT_SOURCE_HELP[key])
 
     def reset(self, message: str, can_analyze: bool) -> None:
         self.message.setText(message)
@@ -196,7 +213,8 @@ class ShiftPanel(QWidget):
                              f"{result.prompt_tokens}-token prompt{done}.")
         self.message.setStyleSheet("")
         if not s.greedy:
-            self.sampled.setText(s.note or "This answer was sampled, not greedy: the paper's figures assume a greedy answer.")
+            self.sampled.setText(s.note or "This answer was sampled, not greedy: the research this "
+                                 "view follows measures greedy answers.")
             self.rerun.show()
         else:
             self.sampled.clear()

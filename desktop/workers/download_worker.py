@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from desktop.core.errors import BasedError, DownloadCancelled
+from desktop.core.errors import DownloadCancelled, failure_sentence
 from desktop.workers.threads import new_thread, quit_and_wait
 
 
@@ -107,7 +107,7 @@ class DownloadWorker(QObject):
                 except OSError:
                     pass
             self.update.emit(replace(base, state="cancelled" if discard else "paused",
-                                     message="Cancelled." if discard else "Paused; resume continues where it stopped."))
+                                     message="Cancelled." if discard else "Paused: Resume continues where it stopped."))
 
         try:
             if cancel.is_set():
@@ -125,10 +125,9 @@ class DownloadWorker(QObject):
                                             message="Downloaded and verified."))
         except DownloadCancelled:
             finish_cancel()
-        except BasedError as exc:
-            self.update.emit(replace(base, state="failed", message=str(exc)))
         except Exception as exc:  # never let a download kill the thread
-            self.update.emit(replace(base, state="failed", message=f"The download failed ({exc}); try again."))
+            self.update.emit(replace(base, state="failed",
+                                     message=failure_sentence("The download failed", exc)))
         finally:
             with self._lock:
                 self._cancels.pop(job.job_id, None)
@@ -172,10 +171,9 @@ class HubWorker(QObject):
             else:
                 raise ValueError(q.kind)
             self._emit(HubAnswer(q.query_id, q.kind, items))
-        except BasedError as exc:
-            self._emit(HubAnswer(q.query_id, q.kind, (), str(exc)))
         except Exception as exc:
-            self._emit(HubAnswer(q.query_id, q.kind, (), f"Hugging Face could not be reached ({exc}); try again later."))
+            self._emit(HubAnswer(q.query_id, q.kind, (),
+                                 failure_sentence("Talking to Hugging Face failed", exc)))
 
 
 class DownloadHost(QObject):

@@ -80,3 +80,18 @@ class PromptReport:
     request_id: int
     base: SidePrompt
     instruct: SidePrompt
+
+
+@dataclass(frozen=True)
+class PairJob:
+    """Check a base/instruct pair (tokenizers, names) when it is picked: see desktop.core.pair."""
+
+    request_id: int
+    base_path: str
+    instruct_path: str
+
+
+@dataclass(frozen=True)
+class PairReport:
+    request_id: int
+    check: object  # desktop.core.pair.PairCheck

@@ -9,7 +9,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, failure_sentence
 from desktop.core.prompts import RenderedPrompt
 from desktop.core.types import GenerationResult, GGUFInfo, LoadOptions, SamplingParams
 from desktop.workers.threads import new_thread, quit_and_wait
@@ -74,7 +74,8 @@ class HistoryWorker(QObject):
             rid = self.store().add(rec)
             self.happened.emit(HistoryEvent("saved", job.run_id, rid))
         except (BasedError, OSError) as exc:
-            self.happened.emit(HistoryEvent("error", job.run_id, None, f"This comparison could not be saved to history ({exc})."))
+            self.happened.emit(HistoryEvent("error", job.run_id, None, failure_sentence(
+                "This comparison could not be saved to history", exc)))
 
     @Slot(int, object)
     def set_shift(self, record_id: int, shift: object) -> None:
@@ -82,21 +83,24 @@ class HistoryWorker(QObject):
             self.store().set_shift(record_id, shift)
             self.happened.emit(HistoryEvent("shift-saved", record_id, record_id))
         except (BasedError, OSError) as exc:
-            self.happened.emit(HistoryEvent("error", record_id, None, str(exc)))
+            self.happened.emit(HistoryEvent("error", record_id, None, failure_sentence(
+                "The token-shift result could not be saved to history", exc)))
 
     @Slot(int, str)
     def search(self, query_id: int, text: str) -> None:
         try:
             self.happened.emit(HistoryEvent("rows", query_id, tuple(self.store().search(text))))
         except (BasedError, OSError) as exc:
-            self.happened.emit(HistoryEvent("error", query_id, None, str(exc)))
+            self.happened.emit(HistoryEvent("error", query_id, None, failure_sentence(
+                "The history could not be searched", exc)))
 
     @Slot(int, int)
     def load(self, query_id: int, record_id: int) -> None:
         try:
             self.happened.emit(HistoryEvent("record", query_id, (record_id, self.store().get(record_id))))
         except (BasedError, OSError, KeyError) as exc:
-            self.happened.emit(HistoryEvent("error", query_id, None, f"That comparison could not be opened ({exc})."))
+            self.happened.emit(HistoryEvent("error", query_id, None, failure_sentence(
+                "That comparison could not be opened", exc)))
 
     @Slot(int, int)
     def delete(self, query_id: int, record_id: int) -> None:
@@ -104,7 +108,8 @@ class HistoryWorker(QObject):
             self.store().delete(record_id)
             self.happened.emit(HistoryEvent("deleted", query_id, record_id))
         except (BasedError, OSError) as exc:
-            self.happened.emit(HistoryEvent("error", query_id, None, str(exc)))
+            self.happened.emit(HistoryEvent("error", query_id, None, failure_sentence(
+                "That comparison could not be deleted", exc)))
 
     @Slot(int, object, str, str)
     def export(self, query_id: int, record: object, fmt: str, path: str) -> None:
@@ -123,7 +128,8 @@ class HistoryWorker(QObject):
             Path(path).write_text(text, encoding="utf-8")
             self.happened.emit(HistoryEvent("exported", query_id, path, f"Saved {Path(path).name}."))
         except (BasedError, OSError) as exc:
-            self.happened.emit(HistoryEvent("error", query_id, None, f"The export could not be written ({exc})."))
+            self.happened.emit(HistoryEvent("error", query_id, None, failure_sentence(
+                "The export could not be written", exc)))
 
     @Slot()
     def close(self) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, Signal, Slot
 
 from desktop.core.engine import Engine
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, TokenizerMismatch, failure_sentence
 from desktop.core.prompts import RenderedPrompt
 from desktop.core.types import GenerationRequest, StreamToken
 from desktop.workers.events import (
@@ -74,6 +74,7 @@ class ShiftDone:
     request_id: int
     result: object | None  # desktop.core.shift.ShiftResult
     error: str = ""
+    tokenizers_differ: bool = False  # the pair can never be analysed (TokenizerMismatch)
 
 
 def lower_this_threads_priority(step: int = 5) -> None:
@@ -132,7 +133,8 @@ class ModelWorker(QObject):
                 self.loadFailed.emit(LoadFailed(req.load_id, str(exc)))
             return
         except Exception as exc:  # llama.cpp surprises: still one sentence
-            self.loadFailed.emit(LoadFailed(req.load_id, f"The model could not be loaded ({exc})."))
+            self.loadFailed.emit(LoadFailed(req.load_id, failure_sentence(
+                "The model could not be loaded", exc)))
             return
         self.loaded.emit(ModelLoaded(req.load_id, self.engine.info, self.engine.gguf))
 
@@ -156,7 +158,8 @@ class ModelWorker(QObject):
             self.failed.emit(GenerationFailed(req.request_id, str(exc)))
             return
         except Exception as exc:
-            self.failed.emit(GenerationFailed(req.request_id, f"Generation failed ({exc})."))
+            self.failed.emit(GenerationFailed(req.request_id, failure_sentence(
+                "The model stopped with an error", exc)))
             return
         self.finished.emit(
             GenerationFinished(req.request_id, "".join(parts), tuple(tokens), self.engine.last_stats)
@@ -173,7 +176,7 @@ class ModelWorker(QObject):
             self.scored.emit(job.request_id, str(exc))
             return
         except Exception as exc:
-            self.scored.emit(job.request_id, f"Scoring failed ({exc}).")
+            self.scored.emit(job.request_id, failure_sentence("Scoring failed", exc))
             return
         self.scored.emit(job.request_id, res)
 
@@ -189,11 +192,15 @@ class ModelWorker(QObject):
             ids = self.engine.tokenize_ids(job.prompt.text, **job.prompt.token_args())
             res = analyze_shift(self.engine, ids, list(job.tokens), top_k=job.top_k, cancel=cancel,
                                 greedy=job.greedy)
+        except TokenizerMismatch as exc:
+            self.shifted.emit(ShiftDone(job.request_id, None, str(exc), tokenizers_differ=True))
+            return
         except BasedError as exc:
             self.shifted.emit(ShiftDone(job.request_id, None, str(exc)))
             return
         except Exception as exc:
-            self.shifted.emit(ShiftDone(job.request_id, None, f"The token-shift analysis failed ({exc})."))
+            self.shifted.emit(ShiftDone(job.request_id, None, failure_sentence(
+                "The token-shift analysis failed", exc)))
             return
         self.shifted.emit(ShiftDone(job.request_id, res))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, failure_sentence
 from desktop.core.gguf_info import validate_gguf
 from desktop.core.prompts import (
     BaseMode,
@@ -17,7 +17,7 @@ from desktop.core.prompts import (
     render_instruct,
 )
 from desktop.core.types import GGUFInfo
-from desktop.workers.events import PromptJob, PromptReport, SidePrompt
+from desktop.workers.events import PairJob, PairReport, PromptJob, PromptReport, SidePrompt
 from desktop.workers.threads import new_thread, quit_and_wait
 
 DEFAULT_N_CTX = 4096
@@ -58,13 +58,14 @@ def build_report(job: PromptJob, n_ctx: int = DEFAULT_N_CTX) -> PromptReport:
         except BasedError as exc:
             return SidePrompt(side, None, str(exc))
         except Exception as exc:  # never let a stranger's template kill the worker
-            return SidePrompt(side, None, f"The prompt could not be built ({exc}).")
+            return SidePrompt(side, None, failure_sentence("The prompt could not be built", exc))
 
     return PromptReport(job.request_id, side_prompt("base"), side_prompt("instruct"))
 
 
 class PromptWorker(QObject):
     ready = Signal(object)
+    pairChecked = Signal(object)  # PairReport
 
     def __init__(self, n_ctx: int = DEFAULT_N_CTX) -> None:
         super().__init__()
@@ -74,11 +75,18 @@ class PromptWorker(QObject):
     def compute(self, job: PromptJob) -> None:
         self.ready.emit(build_report(job, self.n_ctx))
 
+    @Slot(object)
+    def check_pair(self, job: PairJob) -> None:
+        from desktop.core.pair import check_pair
+
+        self.pairChecked.emit(PairReport(job.request_id, check_pair(job.base_path, job.instruct_path)))
+
 
 class PromptHost(QObject):
     """GUI-side owner of the prompt worker thread."""
 
     _compute = Signal(object)
+    _check_pair = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -86,11 +94,15 @@ class PromptHost(QObject):
         self.worker = PromptWorker()
         self.worker.moveToThread(self.qthread)
         self._compute.connect(self.worker.compute)
+        self._check_pair.connect(self.worker.check_pair)
         self.qthread.start()
         self._alive = True
 
     def compute(self, job: PromptJob) -> None:
         self._compute.emit(job)
+
+    def check_pair(self, job: PairJob) -> None:
+        self._check_pair.emit(job)
 
     def shutdown(self, timeout_ms: int = 3000) -> bool:
         if not self._alive:

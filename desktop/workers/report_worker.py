@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from desktop.core.errors import BasedError
+from desktop.core.errors import BasedError, failure_sentence
 from desktop.workers.threads import new_thread, quit_and_wait
 
 
@@ -22,6 +22,8 @@ class ReportJob:
     system: str | None = None
     max_tokens: int = 128
     n_ctx: int = 2048
+    prompt_source: str = "chat"  # desktop.core.shift.PROMPT_SOURCES
+    base_mode: str = "twin-template"  # for prompt_source "base-mode"
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,14 @@ class ReportWorker(QObject):
         try:
             data = build_report(job.base_path, job.instruct_path, list(job.prompts), system=job.system,
                                 max_tokens=job.max_tokens, n_ctx=job.n_ctx, on_progress=progress,
-                                cancel=cancel)
+                                cancel=cancel, prompt_source=job.prompt_source, mode=job.base_mode)
             Path(job.out_path).write_text(render_report_html(data), encoding="utf-8")
         except BasedError as exc:
             self.happened.emit(ReportEvent(job.job_id, "failed", text=str(exc)))
             return
         except Exception as exc:
-            self.happened.emit(ReportEvent(job.job_id, "failed", text=f"The report could not be made ({exc})."))
+            self.happened.emit(ReportEvent(job.job_id, "failed", text=failure_sentence(
+                "The report could not be made", exc)))
             return
         kept = " (stopped early: it holds the prompts finished so far)" if cancel.is_set() else ""
         self.happened.emit(ReportEvent(job.job_id, "done", text=f"Report saved to {Path(job.out_path).name}{kept}."))

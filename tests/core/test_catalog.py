@@ -58,7 +58,7 @@ def test_a_new_pair_is_data_only(tmp_path: Path) -> None:
         ({"pairs": [_pair(base={"repo": "a/b", "files": [{"quant": "Q4", "file": "x.bin", "size": 1}]})]}, "not a .gguf"),
         ({"pairs": [_pair(), _pair()]}, "appears twice"),
         ({"pairs": [{k: v for k, v in _pair().items() if k != "family"}]}, "has no 'family'"),
-        ({"pairs": [_pair(params=3)]}, "should be str"),
+        ({"pairs": [_pair(params=3)]}, "should be text"),
     ],
 )
 def test_broken_catalog_gets_one_sentence(bad: dict[str, object], words: str) -> None:

@@ -98,7 +98,8 @@ def test_compare_json(tiny_phi3_base: Path, tiny_phi3: Path, capsys: pytest.Capt
             assert key in st
         assert st["generated_tokens"] >= 1
         assert re.fullmatch(r"CPU \([\w.,\- ]+\)", st["backend"])  # "CPU (AVX2)": the variant run
-    assert data["base"]["prompt"].startswith("# Instruction")  # URIAL by default
+    # by default the base model gets the instruct twin's chat template, as the instruct model does
+    assert "<|user|>\nHi" in data["base"]["prompt"] and "# Instruction" not in data["base"]["prompt"]
     assert data["instruct"]["prompt"].startswith("<s><|user|>")
 
 

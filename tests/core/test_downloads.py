@@ -280,7 +280,7 @@ def test_no_network_is_one_sentence(
     with FakeHub({REPO: {NAME: gguf_bytes}}) as fake:
         use_hub(monkeypatch, tmp_path, fake)
     # The hub is closed: its port now refuses connections.
-    with pytest.raises(DownloadError, match="Could not reach 127.0.0.1"):
+    with pytest.raises(DownloadError, match="You seem to be offline: this computer cannot reach 127.0.0.1"):
         download(spec(tmp_path), None, threading.Event())
 
 

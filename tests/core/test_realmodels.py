@@ -40,15 +40,23 @@ def test_inspect_real_models(smollm: Path, gemma: Path) -> None:
 
 def test_compare_real_models(smollm: Path, gemma: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["compare", "--base", str(gemma), "--instruct", str(smollm), "--user",
-                 "What is the capital of France?", "--max-tokens", "40", "--json"])
+                 "What is the capital of France?", "--max-tokens", "40", "--mode", "urial", "--json"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
-    # URIAL (the default base mode) gets the pretrained-only Gemma to answer and stop by itself
+    # URIAL gets the pretrained-only Gemma to answer and stop by itself
     assert "Paris" in data["base"]["text"]
     assert data["base"]["stats"]["stop_reason"] == "stop"
     assert data["instruct"]["text"].strip()
     for side in ("base", "instruct"):
         assert data[side]["stats"]["generated_tokens"] > 0
+    # the default: both get SmolLM2's chat prompt; the base model, never trained to follow it,
+    # stops at the end of a chat turn; and the pair is said not to be twins before anything runs
+    assert main(["compare", "--base", str(gemma), "--instruct", str(smollm), "--user",
+                 "What is the capital of France?", "--max-tokens", "40", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert "<|im_start|>user" in default["base"]["prompt"]
+    assert default["base"]["stats"]["stop_reason"] == "stop"
+    assert any("not twins" in n for n in default["base"]["notes"])
 
 
 def test_shift_same_real_model_is_almost_all_unshifted(smollm: Path) -> None:

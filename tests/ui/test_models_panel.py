@@ -182,7 +182,7 @@ def test_gated_download_says_what_to_do_with_a_link(qtbot, hub) -> None:  # type
     text = row.status.text()
     assert "gated" in text and "<a href='https://huggingface.co/test/Tiny-Base-GGUF'>" in text
     assert "token" in text and "Traceback" not in text
-    assert row.pause.text() == "Resume" and row.pause.isEnabled()  # can retry after accepting
+    assert row.pause.text() == "Retry" and row.pause.isEnabled()  # can retry after accepting
     assert panel.token.echoMode() == panel.token.EchoMode.Password
     panel.shutdown()
 

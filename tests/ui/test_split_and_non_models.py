@@ -111,7 +111,8 @@ def test_a_remembered_model_that_vanished_is_forgotten_in_words(qtbot, make_wind
     w = make_window(s)
     assert w.base_pane.error.isVisible() and "mine.gguf is no longer in" in w.base_pane.error.text()
     assert w.notice.isVisible() and "Based took other.gguf off your model list" in w.notice.text()
-    assert w.settings.base_model == "" and w.settings.extra_model_files == []
+    assert w.settings.base_model == ""
+    assert not {str(mine), str(other)} & set(w.settings.extra_model_files)
     assert not any(name in " ".join(picker_labels(w.base_pane)) for name in ("mine.gguf", "other.gguf"))
 
 
