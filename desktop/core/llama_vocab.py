@@ -166,6 +166,9 @@ def _patch_llama_cpp(llama_cpp: Any) -> None:
 
 
 _BACKENDS_LOADED = False
+_BACKENDS_LOCK = threading.Lock()
+_INIT_LOCK = threading.RLock()
+_READY = False
 
 
 def _ggml_function(llama_cpp: Any, name: str) -> Any:
@@ -197,9 +200,14 @@ def _load_backends(llama_cpp: Any) -> None:
     is not ours to load code from). A build without ``GGML_BACKEND_DL`` has its CPU backend
     registered already (count > 0): nothing to do."""
     global _BACKENDS_LOADED
-    if _BACKENDS_LOADED:
-        return
-    _BACKENDS_LOADED = True
+    with _BACKENDS_LOCK:  # a second thread waits until every backend is registered
+        if _BACKENDS_LOADED:
+            return
+        _load_backends_now(llama_cpp)
+        _BACKENDS_LOADED = True
+
+
+def _load_backends_now(llama_cpp: Any) -> None:
     try:
         count = _ggml_function(llama_cpp, "ggml_backend_reg_count")
         load_all = _ggml_function(llama_cpp, "ggml_backend_load_all_from_path")
@@ -218,20 +226,27 @@ def _load_backends(llama_cpp: Any) -> None:
 def _llama() -> Any:
     import llama_cpp
 
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
-        # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
-        # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.
-        # (First: loading the backends below logs which CPU variant was loaded.)
-        def _quiet(level: int, text: bytes, user_data: Any) -> None:
-            return None
+    global _LOG_CALLBACK, _READY
+    if _READY:
+        return llama_cpp
+    # Once per process, and never half done: two threads (both panes, a pane and the inspector)
+    # may ask at once, and the second must not call llama.cpp before every backend (the Vulkan
+    # module initialises its instance for a while) is registered.
+    with _INIT_LOCK:
+        if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
+            # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
+            # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.
+            # (First: loading the backends below logs which CPU variant was loaded.)
+            def _quiet(level: int, text: bytes, user_data: Any) -> None:
+                return None
 
-        import llama_cpp._logger  # noqa: F401  (installs its callback first; we replace it)
+            import llama_cpp._logger  # noqa: F401  (installs its callback first; we replace it)
 
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
-        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
-    _load_backends(llama_cpp)  # before the patch below reads the CPU backend's features
-    _patch_llama_cpp(llama_cpp)
+            _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
+            llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+        _load_backends(llama_cpp)  # before the patch below reads the CPU backend's features
+        _patch_llama_cpp(llama_cpp)
+        _READY = True
     return llama_cpp
 
 

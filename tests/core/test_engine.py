@@ -388,3 +388,34 @@ def test_load_reports_progress_and_can_be_cancelled(tiny_phi3: Path) -> None:
     with Engine(tiny_phi3, LoadOptions(n_ctx=256, n_threads=1)):
         pass
     assert len(seen) == n
+
+
+_FIRST_LOADS = """
+import sys, threading
+from desktop.core.engine import Engine
+from desktop.core.types import LoadOptions
+out = []
+def load(p):
+    try:
+        with Engine(p, LoadOptions(n_ctx=256, n_threads=1)) as e:
+            out.append(e.info.where)
+    except Exception as exc:
+        out.append(f"failed: {exc}")
+ts = [threading.Thread(target=load, args=(p,)) for p in sys.argv[1:]]
+for t in ts: t.start()
+for t in ts: t.join()
+print("\\n".join(out))
+"""
+
+
+def test_the_first_two_loads_of_a_process_may_run_at_once(tiny_phi3: Path, tiny_phi3_base: Path) -> None:
+    # both panes load at start: the second load must wait until llama.cpp's backends (the CPU
+    # variant, the Vulkan module with its instance) are all registered, or it finds no CPU backend
+    import subprocess
+    import sys
+
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", _FIRST_LOADS, str(tiny_phi3), str(tiny_phi3_base)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "failed:" not in r.stdout, r.stdout + r.stderr
+        assert r.stdout.count("CPU (") == 2 or r.stdout.count("GPU: ") == 2, r.stdout

@@ -88,7 +88,12 @@ def _check_agreement(out: dict, stream_tol: float = LOGPROB_TOL) -> None:
     np.testing.assert_allclose([t[1] for t in shift], cpu["score"], atol=LOGPROB_TOL)
     # score() of the GPU's own answer on the GPU agrees with its stream's log-probabilities
     np.testing.assert_allclose(gpu["score"], gpu["logprobs"], atol=LOGPROB_TOL)
-    assert cpu["ranks"] == [1] * len(cpu["ids"]) and gpu["ranks"].count(1) >= len(gpu["ids"]) - 1
+    # greedy: each token was the top one (on the CPU exactly; on the GPU, the batched score()
+    # may turn a near-tie of its one-token-at-a-time stream around)
+    assert cpu["ranks"] == [1] * len(cpu["ids"])
+    gpu_gap = [top[0] - top[1] for top in gpu["top_logprobs"]]
+    for i, (rank, gap) in enumerate(zip(gpu["ranks"], gpu_gap, strict=True)):
+        assert rank == 1 or (rank == 2 and gap < LOGPROB_TOL), (i, rank, gap)
 
 
 def test_lavapipe_is_a_gpu_device_with_its_memory() -> None:
