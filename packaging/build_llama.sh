@@ -199,13 +199,14 @@ WHEELHOUSE=""
 case "${1:-}" in
     --print-cmake-args) cmake_args; exit 0 ;;
     --print-cpu-variants) printf '%s\n' $CPU_VARIANTS; exit 0 ;;
+    --print-x86-variants) printf '%s\n' $X86_VARIANTS; exit 0 ;;  # all of llama.cpp's, for the cut
     --source) check_host; SDIST="$(fetch_sdist)"; unpack_source "${2:?--source needs a folder}"; exit 0 ;;
     --print-cache-dir) echo "$CACHE"; exit 0 ;;
     --print-sdist) check_host; fetch_sdist; exit 0 ;;
     --print-key) check_host; cache_key; exit 0 ;;
     --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}" ;;
     "") ;;
-    *) echo "usage: $0 [--wheelhouse DIR | --print-cmake-args | --print-cpu-variants | --source DIR | --print-sdist | --print-cache-dir | --print-key]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--wheelhouse DIR | --print-cmake-args | --print-cpu-variants | --print-x86-variants | --source DIR | --print-sdist | --print-cache-dir | --print-key]" >&2; exit 2 ;;
 esac
 
 check_host

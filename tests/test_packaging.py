@@ -127,8 +127,19 @@ def test_build_scripts_exist_and_parse() -> None:
         for script in (linux, fresh, ROOT / "packaging" / "macos" / "build_macos.sh"):
             r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
-    iss = (ROOT / "packaging" / "windows" / "based.iss").read_text(encoding="utf-8")
-    assert "[Icons]" in iss and "{group}" in iss
+    windows = ROOT / "packaging" / "build_windows.sh"
+    assert os.access(windows, os.X_OK)
+    for script in (windows, ROOT / "packaging" / "windows" / "build_llama.sh",
+                   ROOT / "packaging" / "windows" / "wine_prefix.sh"):
+        assert os.access(script, os.X_OK), script
+        if shutil.which("bash"):
+            r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+    nsi = (ROOT / "packaging" / "windows" / "based.nsi").read_text(encoding="utf-8")
+    for needed in ("RequestExecutionLevel user", "MUI_PAGE_LICENSE", "CreateShortcut",
+                   "$SMPROGRAMS", "HKCU", "UninstallString", "WriteUninstaller"):
+        assert needed in nsi, needed
+    assert "HKLM" not in nsi  # per user: no admin rights
     wf = (ROOT / ".github" / "workflows" / "build.yml").read_text(encoding="utf-8")
     for runner in ("ubuntu-", "windows-", "macos-14"):
         assert runner in wf
@@ -308,3 +319,50 @@ def test_bundle_refuses_below_the_floor_in_one_sentence(cpu: str, tmp_path: Path
         assert r.returncode == 2, f"{cpu} {args}: exit {r.returncode}\n{r.stdout}{r.stderr}"
         assert len(lines) == 1 and lines[0].startswith("based: This computer's processor lacks "), lines
         assert "x86-64-v2" in lines[0] and "SSE4.2" in lines[0]
+def test_windows_llama_wheel_packs_the_dlls_with_a_valid_record(tmp_path: Path) -> None:
+    """packaging/windows/make_llama_wheel.py: a win_amd64 wheel pip accepts (RECORD hashes)."""
+    import base64
+    import hashlib
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location(
+        "make_llama_wheel", ROOT / "packaging" / "windows" / "make_llama_wheel.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    sdist = tmp_path / "llama_cpp_python-0.3.36"
+    (sdist / "llama_cpp" / "lib").mkdir(parents=True)
+    (sdist / "llama_cpp" / "__init__.py").write_text('__version__ = "0.3.36"\n')
+    (sdist / "llama_cpp" / "lib" / "libllama.so").write_bytes(b"linux leftovers")
+    (sdist / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: 0.3.36\n")
+    (sdist / "pyproject.toml").write_text(
+        '[project]\nname = "llama_cpp_python"\ndependencies = ["numpy>=1.20.0", "diskcache>=5.6.1"]\n')
+    (sdist / "LICENSE.md").write_text("MIT\n")
+    dlls = tmp_path / "dlls"
+    dlls.mkdir()
+    for name in ("llama.dll", "ggml.dll", "ggml-cpu-haswell.dll"):
+        (dlls / name).write_bytes(b"MZ" + name.encode())
+
+    whl = mod.make_wheel(sdist, dlls, tmp_path / "out")
+    assert whl.name == "llama_cpp_python-0.3.36-py3-none-win_amd64.whl"
+    with zipfile.ZipFile(whl) as zf:
+        names = set(zf.namelist())
+        assert {"llama_cpp/__init__.py", "llama_cpp/lib/llama.dll",
+                "llama_cpp/lib/ggml-cpu-haswell.dll"} <= names
+        assert "llama_cpp/lib/libllama.so" not in names
+        info = "llama_cpp_python-0.3.36.dist-info"
+        wheel = zf.read(f"{info}/WHEEL").decode()
+        assert "Tag: py3-none-win_amd64" in wheel and "Root-Is-Purelib: false" in wheel
+        meta = zf.read(f"{info}/METADATA").decode()
+        assert "Version: 0.3.36" in meta and "Requires-Dist: numpy>=1.20.0" in meta
+        record = zf.read(f"{info}/RECORD").decode().splitlines()
+        assert len(record) == len(names)
+        for line in record:
+            name, digest, size = line.rsplit(",", 2)
+            if name.endswith("/RECORD"):
+                continue
+            data = zf.read(name)
+            want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert digest == f"sha256={want}" and int(size) == len(data), name

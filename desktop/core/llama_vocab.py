@@ -8,6 +8,7 @@ import atexit
 import ctypes
 import os
 import re
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -165,8 +166,6 @@ def _patch_llama_cpp(llama_cpp: Any) -> None:
     _PATCHED = True
 
 
-_BACKENDS_LOADED = False
-_BACKENDS_LOCK = threading.Lock()
 _INIT_LOCK = threading.RLock()
 _READY = False
 
@@ -176,7 +175,18 @@ def _ggml_function(llama_cpp: Any, name: str) -> Any:
 
     dlsym on libllama's handle also searches the libraries it depends on (Linux, macOS); on
     Windows GetProcAddress does not, but loading ggml.dll by its full path returns the module
-    libllama already loaded."""
+    libllama already loaded.
+
+    Never llama-cpp-python's ``_ggml.libggml`` on Linux: a wheel cannot hold symlinks, so
+    ``lib/libggml.so`` is a copy of the ``libggml.so.0`` that libllama loaded, a second ggml with
+    its own (empty) backend registry; backends loaded there are invisible to llama.cpp."""
+    if sys.platform == "win32":  # a DLL exports only its own functions; the same module by name
+        try:
+            from llama_cpp import _ggml
+
+            return getattr(_ggml.libggml, name)
+        except (ImportError, OSError, AttributeError):
+            pass
     lib = llama_cpp.llama_cpp._lib
     try:
         return getattr(lib, name)
@@ -198,20 +208,12 @@ def _load_backends(llama_cpp: Any) -> None:
     score on this CPU (CPUID) and loads the best. llama.cpp would otherwise search only the
     executable's folder and the current folder, which hold no backends (and the current folder
     is not ours to load code from). A build without ``GGML_BACKEND_DL`` has its CPU backend
-    registered already (count > 0): nothing to do."""
-    global _BACKENDS_LOADED
-    with _BACKENDS_LOCK:  # a second thread waits until every backend is registered
-        if _BACKENDS_LOADED:
-            return
-        _load_backends_now(llama_cpp)
-        _BACKENDS_LOADED = True
-
-
-def _load_backends_now(llama_cpp: Any) -> None:
+    registered already (count > 0): nothing to do. Called once, by ``_llama`` under
+    ``_INIT_LOCK``: a second thread waits there until every backend is registered."""
     try:
         count = _ggml_function(llama_cpp, "ggml_backend_reg_count")
         load_all = _ggml_function(llama_cpp, "ggml_backend_load_all_from_path")
-    except (AttributeError, OSError):
+    except (ImportError, AttributeError, OSError):
         return
     count.argtypes = []
     count.restype = ctypes.c_size_t
@@ -220,7 +222,7 @@ def _load_backends_now(llama_cpp: Any) -> None:
     load_all.argtypes = [ctypes.c_char_p]
     load_all.restype = None
     lib_dir = Path(llama_cpp.llama_cpp.__file__).resolve().parent / "lib"
-    load_all(os.fsencode(lib_dir))
+    load_all(str(lib_dir).encode("utf-8"))  # ggml takes the folder as UTF-8, also on Windows
 
 
 def _llama() -> Any:
@@ -234,9 +236,9 @@ def _llama() -> Any:
     # module initialises its instance for a while) is registered.
     with _INIT_LOCK:
         if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
-            # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger always
-            # passes through; keep stderr clean for the CLI. The reference keeps the callback alive.
-            # (First: loading the backends below logs which CPU variant was loaded.)
+            # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger
+            # always passes through; keep stderr clean for the CLI. The reference keeps the
+            # callback alive. (First: loading the backends logs which CPU variant was loaded.)
             def _quiet(level: int, text: bytes, user_data: Any) -> None:
                 return None
 
