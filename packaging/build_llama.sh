@@ -5,6 +5,9 @@
 #                                                 print the wheel's path as the last line
 #   packaging/build_llama.sh --print-cmake-args   the portable CMake flags, one per line
 #   packaging/build_llama.sh --print-cpu-variants the x86-64 CPU variants built, one per line
+#   packaging/build_llama.sh --print-vulkan       ON when the flags build the Vulkan backend, else OFF
+#   packaging/build_llama.sh --patch-vulkan FILE  apply the one source change (below) to a
+#                                                 ggml-vulkan.cpp (the Windows cross-build's)
 #   packaging/build_llama.sh --source DIR         unpack the verified sdist into DIR with the
 #                                                 CPU-variant list applied; print the source path
 #   packaging/build_llama.sh --print-sdist        download/verify the sdist; print its path
@@ -200,13 +203,15 @@ case "${1:-}" in
     --print-cmake-args) cmake_args; exit 0 ;;
     --print-cpu-variants) printf '%s\n' $CPU_VARIANTS; exit 0 ;;
     --print-x86-variants) printf '%s\n' $X86_VARIANTS; exit 0 ;;  # all of llama.cpp's, for the cut
+    --print-vulkan) if vulkan_on; then echo ON; else echo OFF; fi; exit 0 ;;  # for the Windows build
+    --patch-vulkan) vulkan_headers_patch "${2:?--patch-vulkan needs ggml-vulkan.cpp}"; exit 0 ;;
     --source) check_host; SDIST="$(fetch_sdist)"; unpack_source "${2:?--source needs a folder}"; exit 0 ;;
     --print-cache-dir) echo "$CACHE"; exit 0 ;;
     --print-sdist) check_host; fetch_sdist; exit 0 ;;
     --print-key) check_host; cache_key; exit 0 ;;
     --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}" ;;
     "") ;;
-    *) echo "usage: $0 [--wheelhouse DIR | --print-cmake-args | --print-cpu-variants | --print-x86-variants | --source DIR | --print-sdist | --print-cache-dir | --print-key]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--wheelhouse DIR | --print-cmake-args | --print-cpu-variants | --print-x86-variants | --print-vulkan | --patch-vulkan FILE | --source DIR | --print-sdist | --print-cache-dir | --print-key]" >&2; exit 2 ;;
 esac
 
 check_host
