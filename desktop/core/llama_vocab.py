@@ -168,6 +168,24 @@ def _patch_llama_cpp(llama_cpp: Any) -> None:
 
 _INIT_LOCK = threading.RLock()
 _READY = False
+_EXITING = False
+FIRST_USE_EXIT_WAIT_S = 30.0
+
+
+@atexit.register
+def _wait_for_first_use() -> None:
+    """At exit, let a thread that is loading llama.cpp's backends finish (up to 30 s).
+
+    The window's first GPU probe runs on a daemon thread; closing at once (the window self-test
+    does) leaves it inside ``ggml_backend_load_all_from_path``, where the Vulkan module logs
+    through our Python log callback. Once the interpreter is finalizing, that callback cannot
+    take the GIL, the C runtime ends the thread inside ggml-vulkan's C++ code, and the process
+    aborts ("FATAL: exception not rethrown") after a clean run. atexit handlers run before that;
+    a thread that comes later finds llama.cpp closed (RuntimeError) instead of starting it."""
+    global _EXITING
+    if _INIT_LOCK.acquire(timeout=FIRST_USE_EXIT_WAIT_S):
+        _EXITING = True
+        _INIT_LOCK.release()
 
 
 def _ggml_function(llama_cpp: Any, name: str) -> Any:
@@ -235,6 +253,8 @@ def _llama() -> Any:
     # may ask at once, and the second must not call llama.cpp before every backend (the Vulkan
     # module initialises its instance for a while) is registered.
     with _INIT_LOCK:
+        if _EXITING:
+            raise RuntimeError("llama.cpp is not started while the process exits")
         if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
             # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger
             # always passes through; keep stderr clean for the CLI. The reference keeps the

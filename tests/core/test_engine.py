@@ -419,3 +419,31 @@ def test_the_first_two_loads_of_a_process_may_run_at_once(tiny_phi3: Path, tiny_
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0 and "failed:" not in r.stdout, r.stdout + r.stderr
         assert r.stdout.count("CPU (") == 2 or r.stdout.count("GPU: ") == 2, r.stdout
+
+
+_EXIT_DURING_FIRST_USE = """
+import atexit, sys, threading, time
+# runs after llama_vocab's own exit handler (last in, first out): the load must be over by then
+atexit.register(lambda: print("loaded before the interpreter ends:", sys.modules["desktop.core.llama_vocab"]._READY))
+from desktop.core import llama_vocab
+from desktop.core.engine import gpu_backend_available
+threading.Thread(target=gpu_backend_available, daemon=True).start()  # the window's GPU probe
+while llama_vocab._LOG_CALLBACK is None:  # set under the lock, before the backends load
+    time.sleep(0.001)
+print("leaving", flush=True)
+"""
+
+
+def test_leaving_while_a_thread_loads_the_backends_is_a_clean_exit() -> None:
+    # the window self-test closes at once, while the GPU probe's daemon thread is still loading
+    # llama.cpp's backends (the Vulkan module logs through our Python callback there): the exit
+    # waits for it instead of aborting ("FATAL: exception not rethrown")
+    import os
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", _EXIT_DURING_FIRST_USE], capture_output=True,
+                           text=True, timeout=300, env={k: v for k, v in os.environ.items() if k != "BASED_DEBUG"})
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout == "leaving\nloaded before the interpreter ends: True\n", r.stdout + r.stderr
