@@ -204,7 +204,9 @@ class LoadedModelInfo:
         "GPU: ... via Vulkan, 12/30 layers, the rest on CPU (AVX2)", or "CPU (AVX2)"."""
         if not self.gpu_used or not self.gpu_device:
             return self.cpu or self.backend
-        line = f"GPU: {self.gpu_device}, {self.gpu_layers}/{self.n_layer} layers"
+        from desktop.core.words import count
+
+        line = f"GPU: {self.gpu_device}, {self.gpu_layers}/{count(self.n_layer, 'layer')}"
         if self.gpu_layers < self.n_layer:
             line += f", the rest on {self.cpu or 'the CPU'}"
         return line
