@@ -3,8 +3,8 @@
     based                         open the window
     based gui [--base B] [--instruct I]
     based inspect MODEL.gguf [--json]
-    based prompt (--model M.gguf | --template T.jinja) --user U [...]
-    based compare --base B.gguf --instruct I.gguf --user U [...]
+    based prompt (--model M.gguf | --template T.jinja) (--user U | --messages C.json) [...]
+    based compare --base B.gguf --instruct I.gguf (--user U | --messages C.json) [...]
     based models ... / shift ... / report ...   (see --help)
 
 User errors go to stderr as one line with a non-zero exit code, never a traceback.
@@ -130,9 +130,33 @@ def _facts_or_none(path: str) -> Any:
 
 
 def _conversation(args: argparse.Namespace) -> Any:
-    from desktop.core.prompts import Conversation
+    """The conversation the options give: ``--user`` (with ``--system``), or ``--messages``
+    (``--system`` replaces the file's system prompt), with ``--tools``."""
+    from desktop.core.conversation import Conversation, read_messages, read_tools
 
-    return Conversation(args.user, args.system)
+    if getattr(args, "messages", None):
+        conv = read_messages(args.messages, system=args.system)
+    else:
+        conv = Conversation(args.user, args.system)
+    if getattr(args, "tools", None):
+        conv = Conversation(system=conv.system, turns=conv.turns, tools=read_tools(args.tools))
+    return conv
+
+
+def _add_conversation(p: argparse.ArgumentParser, *, required: bool = True,
+                      user_help: str = "your message") -> None:
+    """--user or --messages, and --tools (prompt, compare, shift)."""
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--user", help=user_help)
+    g.add_argument("--messages", metavar="CONV.json",
+                   help="a whole conversation: a JSON list of OpenAI-style messages (role system, "
+                        "user, assistant or tool; content as text or a list of text parts; "
+                        "tool_calls; tool_call_id and name), or {\"messages\": [...], "
+                        "\"tools\": [...]}")
+    p.add_argument("--tools", metavar="TOOLS.json",
+                   help="tools offered to the model: a JSON list of function schemas, "
+                        "{\"type\": \"function\", \"function\": {\"name\", \"description\", "
+                        "\"parameters\"}}")
 
 
 def _template_info(path: str, bos: str, eos: str) -> Any:
@@ -167,20 +191,28 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     )
 
     _check_raw_switch(args)
-    note = check_user_prompt(args.user, args.mode, system=args.system, instruct_side=False)
+    conv = _conversation(args)
+    if args.messages:
+        note = ""
+    else:
+        note = check_user_prompt(args.user, args.mode, system=args.system, instruct_side=False)
+    if args.continue_final_message and (conv.last is None or conv.last.role != "assistant"):
+        raise BasedError("--continue-final-message needs a conversation that ends with an "
+                         "assistant message to continue.")
     if args.model:
         info = validate_gguf(args.model)
     else:
         if args.tokens:
             raise BasedError("--tokens needs --model: a bare template has no tokenizer.")
         info = _template_info(args.template, args.bos_token or "", args.eos_token or "")
-    conv = _conversation(args)
+    ends = dict(add_generation_prompt=not args.no_generation_prompt,
+                continue_final_message=args.continue_final_message)
     if args.mode:
         twin = validate_gguf(args.twin) if args.twin else (info if info.chat_template else None)
         rendered = render_base(BaseMode(args.mode), conv, base=info, twin=twin,
-                               raw_control_tokens=args.raw_control_tokens)
+                               raw_control_tokens=args.raw_control_tokens, **ends)
     else:
-        rendered = render_instruct(info, conv, merge_system_if_refused=args.merge_system)
+        rendered = render_instruct(info, conv, merge_system_if_refused=args.merge_system, **ends)
     tokens = None
     n_ctx = info.context_length
     if args.tokens:
@@ -206,6 +238,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
             "template_name": rendered.template.name,
             "warnings": list(warnings),
             "n_ctx": n_ctx,
+            "messages": len(conv.turns) + (1 if conv.has_system else 0),
+            "tools": len(conv.tools),
         }
         if tokens is not None:
             obj["tokens"] = [{"id": t.id, "piece": t.piece, "special": t.special,
@@ -229,6 +263,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_name(args: argparse.Namespace) -> str:
+    """How messages name the conversation: its file, or "The conversation"."""
+    return Path(args.messages).name if getattr(args, "messages", None) else "The conversation"
+
+
 # -- compare -----------------------------------------------------------------------------------
 
 
@@ -250,15 +289,16 @@ def _load_options(args: argparse.Namespace, seed: int = 0) -> Any:
 def cmd_compare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from desktop.core.conversation import check_for_answer
     from desktop.core.engine import Engine
     from desktop.core.gguf_info import validate_gguf
-    from desktop.core.inputs import check_user_prompt
     from desktop.core.prompts import BaseMode, render_base, render_instruct
     from desktop.core.types import StopReason
 
     _check_raw_switch(args)
     # every value is checked before any work (files, loads)
-    prompt_note = check_user_prompt(args.user, args.mode, system=args.system)
+    conv = _conversation(args)
+    prompt_note = check_for_answer(conv, args.mode, source=_source_name(args))
     params = _params(args)
     opts = _load_options(args, seed=params.seed)
     base_info = validate_gguf(args.base)
@@ -266,7 +306,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from desktop.core.pair import check_pair
 
     pair_notes = list(check_pair(args.base, args.instruct).lines)  # said before anything runs
-    conv = _conversation(args)
     prompts = {
         "base": render_base(BaseMode(args.mode), conv, base=base_info, twin=inst_info,
                             raw_control_tokens=args.raw_control_tokens),
@@ -440,10 +479,17 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="GGUF file (a vocab-only GGUF works too)")
     src.add_argument("--template", help="a Jinja chat template file")
-    p.add_argument("--system", default=None, help="system prompt (optional)")
-    p.add_argument("--user", required=True,
-                   help="your message (empty only in --mode raw, where the base model writes "
-                        "from nothing)")
+    p.add_argument("--system", default=None,
+                   help="system prompt (optional; replaces the system message of --messages)")
+    _add_conversation(p, user_help="your message (empty only in --mode raw, where the base model "
+                                   "writes from nothing)")
+    ends = p.add_mutually_exclusive_group()
+    ends.add_argument("--no-generation-prompt", action="store_true",
+                      help="end after the last message, without the cue that starts the "
+                           "assistant's answer (transformers' add_generation_prompt=False)")
+    ends.add_argument("--continue-final-message", action="store_true",
+                      help="end inside the final (assistant) message, so the model continues it "
+                           "(transformers' continue_final_message)")
     p.add_argument("--mode", choices=MODES, help="base-model prompt mode (default: the chat template)")
     p.add_argument("--twin", help="instruct twin GGUF whose template twin-template mode uses")
     p.add_argument("--tokens", action="store_true", help="show the tokens as the model's tokenizer parses them")
@@ -455,15 +501,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="if the template refuses a system prompt, put it into the user message")
     p.set_defaults(func=cmd_prompt)
 
-    c = sub.add_parser("compare", help="run both models on one message and print both answers",
-                       description="Run the base model and its instruct twin on one message.",
+    c = sub.add_parser("compare", help="run both models on a message or a conversation and print "
+                                       "both answers",
+                       description="Run the base model and its instruct twin on one message, or "
+                                   "on the end of a conversation (--messages).",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--base", required=True, help="base model GGUF")
     c.add_argument("--instruct", required=True, help="instruct model GGUF")
-    c.add_argument("--user", required=True,
-                   help="your message (empty only in --mode raw, where the base model writes "
-                        "from nothing)")
-    c.add_argument("--system", default=None, help="system prompt (optional)")
+    _add_conversation(c, user_help="your message (empty only in --mode raw, where the base model "
+                                   "writes from nothing)")
+    c.add_argument("--system", default=None,
+                   help="system prompt (optional; replaces the system message of --messages)")
     c.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
                    help=f"how the base model gets your message (default: {DEFAULT_MODE}, the same "
                         "chat prompt as the instruct model; urial adds example answers that small "

@@ -19,9 +19,12 @@ from desktop.cli import (  # shared helpers
     DEFAULT_MODE,
     EXIT_INTERRUPTED,
     MODES,
+    _add_conversation,
     _add_runtime,
+    _conversation,
     _json_out,
     _out,
+    _source_name,
 )
 from desktop.core.errors import BasedError
 from desktop.core.words import count
@@ -70,16 +73,16 @@ def _marked_answer(run: Any, color: bool) -> str:
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
-    from desktop.core.inputs import check_user_prompt
-    from desktop.core.prompts import Conversation
+    from desktop.core.conversation import check_for_answer
     from desktop.core.sampling import check
     from desktop.core.shift_run import run_shift
 
-    check_user_prompt(args.user, None)  # the instruct model answers it: never empty
+    conv = _conversation(args)
+    check_for_answer(conv, None, source=_source_name(args))  # the instruct model answers it
     check("top_logprobs", args.top_k, name="--top-k")
     with _ctrl_c() as cancel:
         run = run_shift(
-            args.base, args.instruct, Conversation(args.user, args.system),
+            args.base, args.instruct, conv,
             prompt_source=args.prompt_source, mode=args.mode, max_tokens=args.max_tokens,
             n_ctx=args.n_ctx, threads=args.threads, n_gpu_layers=args.n_gpu_layers,
             top_k=args.top_k, cancel=cancel,
@@ -94,6 +97,8 @@ def cmd_shift(args: argparse.Namespace) -> int:
                   else "{marginal} = base rank 2-3, [shifted] = base rank 4+")
         src = ("the instruct's chat prompt" if run.prompt_source == "chat"
                else f"the base's {run.base_mode} prompt")
+        if len(conv.turns) > 1:
+            src += f" of the whole conversation ({len(conv.turns)} messages)"
         _out(f"== instruct answer ({run.instruct_name}), scored under {run.base_name} "
              f"after {src} ==\n({legend})\n\n")
         _out(_marked_answer(run, color) + "\n\n")
@@ -120,10 +125,20 @@ def cmd_shift(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from desktop.core.conversation import read_messages, read_tools
     from desktop.core.examples import load_starter_prompts, read_prompt_file
     from desktop.core.report import build_report, render_report_html
 
-    prompts = read_prompt_file(args.prompts) if args.prompts else load_starter_prompts()
+    if args.prompts and args.messages:
+        raise BasedError("Give either --prompts or --messages, not both.")
+    prompts: list[Any]
+    if args.messages:
+        prompts = [read_messages(args.messages)]
+    elif args.prompts:
+        prompts = list(read_prompt_file(args.prompts))
+    else:
+        prompts = list(load_starter_prompts())
+    tools = read_tools(args.tools) if args.tools else ()
     out = Path(args.out)
     if out.parent and not out.parent.is_dir():
         raise BasedError(f"The folder for {out.name} does not exist; create it or pick another.")
@@ -147,6 +162,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             args.base, args.instruct, prompts, system=args.system, max_tokens=args.max_tokens,
             n_ctx=args.n_ctx, threads=args.threads, n_gpu_layers=args.n_gpu_layers,
             prompt_source=args.prompt_source, mode=args.mode, on_progress=progress, cancel=cancel,
+            tools=tools,
         )
     out.write_text(render_report_html(data), encoding="utf-8")
     o = data.overall.shares
@@ -250,8 +266,9 @@ def register(sub: Any) -> None:
     s = sub.add_parser("shift", help="where did post-training change the answer? (token shift)")
     s.add_argument("--base", required=True, help="base model GGUF")
     s.add_argument("--instruct", required=True, help="instruct model GGUF (same tokenizer)")
-    s.add_argument("--user", required=True, help="your message (not empty)")
-    s.add_argument("--system", default=None, help="system prompt (optional)")
+    _add_conversation(s, user_help="your message (not empty)")
+    s.add_argument("--system", default=None,
+                   help="system prompt (optional; replaces the system message of --messages)")
     s.add_argument("--max-tokens", type=int, default=128,
                    help="longest instruct answer, in tokens (default: 128; greedy decoding)")
     s.add_argument("--top-k", type=int, default=5, help="base alternatives per token, 0 to 10 (default: 5)")
@@ -264,9 +281,16 @@ def register(sub: Any) -> None:
     r = sub.add_parser("report", help="token-shift report over a prompt set, as one HTML file")
     r.add_argument("--base", required=True, help="base model GGUF")
     r.add_argument("--instruct", required=True, help="instruct model GGUF (same tokenizer)")
-    r.add_argument("--prompts", help=".txt (one per line) or .json list; default: the starter set")
+    r.add_argument("--prompts", help=".txt (one per line) or .json list of prompts, each a string "
+                                     "or a conversation (a list of messages); default: the "
+                                     "starter set")
+    r.add_argument("--messages", metavar="CONV.json",
+                   help="one conversation instead of a prompt set (see `based compare --help`)")
+    r.add_argument("--tools", metavar="TOOLS.json",
+                   help="tools offered to the instruct model in every prompt")
     r.add_argument("--out", required=True, help="HTML file to write")
-    r.add_argument("--system", default=None, help="system prompt for every prompt (optional)")
+    r.add_argument("--system", default=None,
+                   help="system prompt for every prompt without its own (optional)")
     r.add_argument("--max-tokens", type=int, default=128,
                    help="longest instruct answer per prompt, in tokens (default: 128; greedy)")
     _source(r)

@@ -3,6 +3,7 @@
     xvfb-run -a -s "-screen 0 1280x720x24" python tools/screenshots.py compare --base B --instruct I --out docs/x.png
     ... first-run --out docs/first-run.png
     ... shift --base I --instruct I --source base-mode --out docs/shift-view.png
+    ... conversation --base B --instruct I --then "Why?" --then "And?" --out docs/conversation.png
 
 It drives the real window at 1280x720 (``--size``): set the models, type a prompt, Run, wait,
 optionally analyse the token shift, open a view or a dialog, then grab the screen (dialogs
@@ -21,7 +22,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 os.environ.setdefault("BASED_HOME", tempfile.mkdtemp(prefix="based-shot-"))
 
 WHAT = ["compare", "midrun", "inspector", "shift", "models", "models-failed", "gallery", "report",
-        "first-run"]
+        "first-run", "conversation"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", default="chat")
     ap.add_argument("--max-tokens", type=int, default=60)
     ap.add_argument("--heatmap", action="store_true")
+    ap.add_argument("--then", action="append", default=[],
+                    help="conversation: a follow-up, asked with Follow up after the answers (repeat)")
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -103,12 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         w.close()
         print(args.out)
         return 0
-    if args.what in ("compare", "shift", "inspector"):
+    if args.what in ("compare", "shift", "inspector", "conversation"):
         loaded()
         done: list[int] = []
         w.controller.runFinished.connect(done.append)
         w.controls.run_button.click()
         wait_for(lambda: bool(done))
+        for text in args.then if args.what == "conversation" else ():  # each a turn more
+            done.clear()
+            w.controls.prompt.setPlainText(text)
+            w.controls.follow_button.click()  # keeps the answers as a turn, asks the new message
+            wait_for(lambda: bool(done))
         if args.heatmap:
             w.base_pane.heatmap.setChecked(True)
             w.instruct_pane.heatmap.setChecked(True)

@@ -48,7 +48,12 @@ class DownloadCancelled(BasedError):
 
 
 class TemplateRefused(TemplateError):
-    """The template itself called raise_exception() for this conversation."""
+    """The template itself called raise_exception() for this conversation; ``reason`` holds the
+    template's own words."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class TokenizerMismatch(BasedError):

@@ -89,8 +89,38 @@ def parse_prompt_list(data: Any) -> list[str]:
     return [p for p in data]
 
 
-def read_prompt_file(path: str) -> list[str]:
-    """A prompt set: a .json list of strings, or text with one prompt per line."""
+def parse_prompt_set(data: Any, source: str) -> list[Any]:
+    """A prompt set's JSON: a list whose entries are prompt strings or whole conversations (a
+    list of messages, or ``{"messages": [...], "tools": [...]}``; see
+    :func:`desktop.core.conversation.parse_messages`). Returns strings and Conversations; raises
+    BasedError in one sentence."""
+    from desktop.core.conversation import parse_messages
+    from desktop.core.errors import BasedError
+
+    if not isinstance(data, list) or not data:
+        raise BasedError(
+            f"{source} must hold a JSON list of prompts, each a string or a conversation, like "
+            '["First", [{"role": "user", "content": "Second"}]].'
+        )
+    out: list[Any] = []
+    for n, entry in enumerate(data, 1):
+        if isinstance(entry, str):
+            if not entry.strip():
+                raise BasedError(f"Prompt {n} in {source} is empty: write it, or remove it.")
+            out.append(entry)
+        elif isinstance(entry, (list, dict)):
+            out.append(parse_messages(entry, source=f"conversation {n} of {source}"))
+        else:
+            raise BasedError(
+                f"Prompt {n} in {source} is neither a string nor a conversation (a list of "
+                "messages)."
+            )
+    return out
+
+
+def read_prompt_file(path: str) -> list[Any]:
+    """A prompt set: a .json list of prompts (strings or conversations), or text with one
+    prompt per line."""
     from pathlib import Path
 
     from desktop.core.errors import BasedError
@@ -100,11 +130,13 @@ def read_prompt_file(path: str) -> list[str]:
     text = read_user_text(p, "prompt")
     if p.suffix.lower() == ".json":
         try:
-            prompts = parse_prompt_list(json.loads(text))
+            data = json.loads(text)
         except ValueError:  # json.JSONDecodeError is a ValueError
             raise BasedError(
-                f"{p.name} must hold a JSON list of prompt strings, like [\"First\", \"Second\"]."
+                f"{p.name} is not valid JSON: it must hold a list of prompts, like "
+                '["First", "Second"].'
             ) from None
+        prompts = parse_prompt_set(data, p.name)
     else:
         prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:

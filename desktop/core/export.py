@@ -11,36 +11,24 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import re
-import threading
-from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from desktop.core.errors import BasedError
 from desktop.core.history import (
-    AnswerRecord,
     ComparisonRecord,
     HistoryError,
-    model_sha256,
-    now_iso,
+    TurnRecord,
 )
-from desktop.core.sampling import InvalidSetting, check
-from desktop.core.types import GenerationResult, SamplingParams, StreamToken
+from desktop.core.sampling import InvalidSetting
+from desktop.core.types import StreamToken
 from desktop.core.words import count
 
 if TYPE_CHECKING:
-    from desktop.core.prompts import Conversation
     from desktop.core.shift import ShiftResult
-    from desktop.core.types import GenerationRequest, LoadOptions
 
-FORMAT_VERSION = 1
-
-
-class ModelFileChanged(BasedError):
-    """A model file to re-run with is not the one the comparison was made with."""
+FORMAT_VERSION = 2  # 2: conversations (older Based reads only the last turn, so it is refused)
 
 
 class ExportError(BasedError):
@@ -51,7 +39,11 @@ class ExportError(BasedError):
 
 
 def to_json(record: ComparisonRecord) -> str:
-    d = {"format": "based-comparison", "format_version": FORMAT_VERSION, **record.to_json_dict()}
+    """The record as JSON that :func:`load_json` and `based rerun` read. A single message keeps
+    format version 1, which older versions of Based read too."""
+    whole = record.n_turns > 1 or bool(record.messages) or bool(record.tools)
+    d = {"format": "based-comparison", "format_version": FORMAT_VERSION if whole else 1,
+         **record.to_json_dict()}
     return json.dumps(d, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
@@ -146,7 +138,57 @@ def _mode_words(r: ComparisonRecord) -> str:
     return f"{r.base_mode} mode{extra}"
 
 
+def _role_words(m: Mapping[str, Any]) -> str:
+    role = str(m.get("role", ""))
+    if role == "tool":
+        return f"Tool result ({m['name']})" if m.get("name") else "Tool result"
+    return {"user": "You", "assistant": "Assistant", "system": "System"}.get(role, role)
+
+
+def _message_text(m: Mapping[str, Any]) -> str:
+    content = m.get("content")
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return "" if content is None else str(content)
+
+
+def _calls_words(m: Mapping[str, Any]) -> list[str]:
+    out = []
+    for c in m.get("tool_calls") or ():
+        fn = c.get("function", {}) if isinstance(c, Mapping) else {}
+        args = json.dumps(fn.get("arguments", {}), ensure_ascii=False)
+        out.append(f"calls {fn.get('name', '?')} with {args}")
+    return out
+
+
+def _messages_md(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for m in messages:
+        lines += [f"**{_role_words(m)}:**", ""]
+        text = _message_text(m)
+        if text or not m.get("tool_calls"):
+            lines += [_fence(text), ""]
+        lines += [f"- {c}" for c in _calls_words(m)]
+        if m.get("tool_calls"):
+            lines.append("")
+    return lines
+
+
+def _answers_md(r: ComparisonRecord, turn: TurnRecord, level: str) -> list[str]:
+    lines: list[str] = []
+    for side, name in (("base", r.base.name), ("instruct", r.instruct.name)):
+        ans = turn.answer(side)
+        lines += [f"{level} {side.capitalize()} answer ({name})", "", _fence(ans.text), ""]
+        if ans.stats:
+            lines += [f"_{_stats_line(ans.stats)}_", ""]
+        lines += ["<details><summary>Exact prompt</summary>", "", _fence(turn.prompt(side)), "",
+                  "</details>", ""]
+    return lines
+
+
 def to_markdown(record: ComparisonRecord) -> str:
+    """The comparison as Markdown: the pair, the settings, and every turn (its messages, both
+    answers and the exact prompts), then the token shift of the last instruct answer."""
     r = record
     lines = [
         f"# Based comparison, {r.created}",
@@ -166,18 +208,21 @@ def to_markdown(record: ComparisonRecord) -> str:
     ]
     if r.system:
         lines += ["## System prompt", "", _fence(r.system), ""]
-    lines += ["## Message", "", _fence(r.user), ""]
-    for side, ans, prompt, name in (
-        ("Base", r.base_answer, r.base_prompt, r.base.name),
-        ("Instruct", r.instruct_answer, r.instruct_prompt, r.instruct.name),
-    ):
-        lines += [f"## {side} answer ({name})", "", _fence(ans.text), ""]
-        if ans.stats:
-            lines += [f"_{_stats_line(ans.stats)}_", ""]
-        lines += ["<details><summary>Exact prompt</summary>", "", _fence(prompt), "",
-                  "</details>", ""]
+    if r.tools:
+        lines += ["## Tools offered", "",
+                  _fence(json.dumps(list(r.tools), ensure_ascii=False, indent=2)), ""]
+    turns = r.turns()
+    if len(turns) == 1 and not r.messages:
+        lines += ["## Message", "", _fence(r.user), ""]
+        lines += _answers_md(r, turns[0], "##")
+    else:
+        lines += [f"## Conversation ({count(len(turns), 'turn')}; each model read its own "
+                  "earlier answers)", ""]
+        for k, t in enumerate(turns, 1):
+            lines += [f"### Turn {k}", ""] + _messages_md(t.messages) + _answers_md(r, t, "####")
     if r.shift:
-        lines += ["## Token shift", "", _shift_shares(r.shift), ""]
+        title = "## Token shift" + (" (the last instruct answer)" if len(turns) > 1 else "")
+        lines += [title, "", _shift_shares(r.shift), ""]
         top = r.shift.get("summary", {}).get("top_shifted", [])
         if top:
             lines += ["Most frequent shifted tokens: " + ", ".join(
@@ -203,6 +248,7 @@ pre,.answer{white-space:pre-wrap;word-wrap:break-word;font:14px/1.55 ui-monospac
 .legend span{padding:0 .4em;border-radius:3px}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:1em}.cols>div{min-width:0}
 .note{color:#8a5a00}.muted{color:#667}
+.msg{margin:.4em 0}.msg pre{margin:.2em 0}
 details summary{cursor:pointer;color:#446}
 """
 
@@ -280,8 +326,36 @@ def _html_page(title: str, body: str) -> str:
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
 
 
+def conversation_html(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Messages as HTML blocks: who wrote each, its text, the tool calls it made."""
+    out = []
+    for m in messages:
+        calls = "".join(f"<li>{esc(c)}</li>" for c in _calls_words(m))
+        text = _message_text(m)
+        body = f"<pre>{esc(text)}</pre>" if text or not calls else ""
+        out.append(f'<div class="msg"><b>{esc(_role_words(m))}</b>{body}'
+                   + (f"<ul>{calls}</ul>" if calls else "") + "</div>")
+    return "".join(out)
+
+
+def _answers_html(r: ComparisonRecord, turn: TurnRecord, level: int) -> str:
+    cols = []
+    for side, name in (("base", r.base.name), ("instruct", r.instruct.name)):
+        ans = turn.answer(side)
+        body = tokens_html(ans.tokens) if ans.tokens else esc(ans.text)
+        cols.append(
+            f"<div><h{level}>{side.capitalize()}: {esc(name)}</h{level}>"
+            f"<div class=\"answer\">{body}</div>"
+            f"<p class=\"muted\">{esc(_stats_line(ans.stats))}</p>"
+            f"<details><summary>Exact prompt</summary><pre>{esc(turn.prompt(side))}</pre>"
+            "</details></div>"
+        )
+    return f"<div class=\"cols\">{''.join(cols)}</div>"
+
+
 def to_html(record: ComparisonRecord, shift: ShiftResult | None = None) -> str:
-    """One self-contained page: inline CSS, no scripts, no external resources."""
+    """One self-contained page: inline CSS, no scripts, no external resources; every turn of a
+    conversation with both answers."""
     from desktop.core.shift import ShiftResult
 
     r = record
@@ -308,22 +382,25 @@ def to_html(record: ComparisonRecord, shift: ShiftResult | None = None) -> str:
     ]
     if r.system:
         parts.append(f"<h2>System prompt</h2><pre>{esc(r.system)}</pre>")
-    parts.append(f"<h2>Message</h2><pre>{esc(r.user)}</pre>")
-    parts.append(prob_legend())
-    cols = []
-    for side, ans, prompt, name in (("Base", r.base_answer, r.base_prompt, r.base.name),
-                                    ("Instruct", r.instruct_answer, r.instruct_prompt,
-                                     r.instruct.name)):
-        body = tokens_html(ans.tokens) if ans.tokens else esc(ans.text)
-        cols.append(
-            f"<div><h2>{side}: {esc(name)}</h2><div class=\"answer\">{body}</div>"
-            f"<p class=\"muted\">{esc(_stats_line(ans.stats))}</p>"
-            f"<details><summary>Exact prompt</summary><pre>{esc(prompt)}</pre></details></div>"
-        )
-    parts.append(f"<div class=\"cols\">{''.join(cols)}</div>")
+    if r.tools:
+        parts.append("<h2>Tools offered</h2><pre>"
+                     f"{esc(json.dumps(list(r.tools), ensure_ascii=False, indent=2))}</pre>")
+    turns = r.turns()
+    if len(turns) == 1 and not r.messages:
+        parts.append(f"<h2>Message</h2><pre>{esc(r.user)}</pre>")
+        parts.append(prob_legend())
+        parts.append(_answers_html(r, turns[0], 2))
+    else:
+        parts.append(f"<h2>Conversation ({count(len(turns), 'turn')})</h2><p class=\"muted\">"
+                     "Each model read its own earlier answers.</p>")
+        parts.append(prob_legend())
+        for k, t in enumerate(turns, 1):
+            parts.append(f"<h3>Turn {k}</h3>{conversation_html(t.messages)}")
+            parts.append(_answers_html(r, t, 4))
     if shift is not None:
         s = shift.summary
-        parts.append("<h2>Where did post-training change the answer?</h2>")
+        last = " (the last instruct answer)" if len(turns) > 1 else ""
+        parts.append(f"<h2>Where did post-training change the answer?{last}</h2>")
         parts.append(shift_legend())
         note = f'<p class="note">{esc(s.note)}</p>' if s.note else ""
         parts.append(
@@ -337,153 +414,15 @@ def to_html(record: ComparisonRecord, shift: ShiftResult | None = None) -> str:
     return _html_page(f"Based: {r.user[:60]}", "\n".join(parts))
 
 
-# -- re-run --------------------------------------------------------------------------------------
+# re-running lives in rerun.py; these names stay importable from here
+from desktop.core.rerun import (  # noqa: E402
+    ModelFileChanged,
+    rerun,
+    run_comparison,
+    run_conversation,
+    same_outputs,
+)
 
-
-def _check_file(label: str, ref_sha: str, path: str) -> None:
-    if not os.path.isfile(path):
-        raise ModelFileChanged(
-            f"The {label} model file {Path(path).name} was not found; pass the path to the same "
-            "file the comparison was made with."
-        )
-    sha = model_sha256(path)
-    if sha != ref_sha:
-        raise ModelFileChanged(
-            f"{Path(path).name} is not the file this comparison was made with (its SHA-256 "
-            f"starts {sha[:12]}, the recorded one {ref_sha[:12]}), so the outputs would not be "
-            "reproducible; use the original file."
-        )
-
-
-def _run_pair(
-    base_path: str,
-    instruct_path: str,
-    requests: dict[str, GenerationRequest],
-    opts: LoadOptions,
-    cancel: threading.Event,
-) -> dict[str, GenerationResult]:
-    """Generate both sides (base first), loading each file once; same file twice loads once."""
-    from desktop.core.engine import Engine
-
-    out: dict[str, GenerationResult] = {}
-    same = os.path.abspath(base_path) == os.path.abspath(instruct_path)
-    engine: Engine | None = None
-    try:
-        for side, path in (("base", base_path), ("instruct", instruct_path)):
-            if engine is None or not same:
-                if engine is not None:
-                    engine.close()
-                engine = Engine(path, opts)
-            out[side] = engine.generate(requests[side], cancel)
-    finally:
-        if engine is not None:
-            engine.close()
-    return out
-
-
-def run_comparison(
-    base_path: str | os.PathLike[str],
-    instruct_path: str | os.PathLike[str],
-    conv: Conversation,
-    *,
-    base_mode: str = "twin-template",
-    params: SamplingParams | None = None,
-    load: LoadOptions | None = None,
-    cancel: threading.Event | None = None,
-    raw_control_tokens: bool = False,
-) -> ComparisonRecord:
-    """Run one comparison headless (as the window does) and return its record.
-    ``raw_control_tokens``: raw mode's "my text contains control tokens" switch."""
-    from desktop.core.gguf_info import validate_gguf
-    from desktop.core.history import ModelRef, make_record
-    from desktop.core.prompts import BaseMode, render_base, render_instruct
-    from desktop.core.types import LoadOptions
-
-    binfo, iinfo = validate_gguf(base_path), validate_gguf(instruct_path)
-    bprompt = render_base(BaseMode(base_mode), conv, base=binfo, twin=iinfo,
-                          raw_control_tokens=raw_control_tokens)
-    iprompt = render_instruct(iinfo, conv, merge_system_if_refused=True)
-    params = params or SamplingParams()
-    load = load or LoadOptions(n_ctx=2048, seed=params.seed)
-    res = _run_pair(
-        str(base_path), str(instruct_path),
-        {"base": bprompt.request(1, replace(params, stop=bprompt.stop)),
-         "instruct": iprompt.request(1, replace(params, stop=iprompt.stop))},
-        load, cancel or threading.Event(),
-    )
-    return make_record(
-        base=ModelRef.from_path(base_path, binfo), instruct=ModelRef.from_path(instruct_path, iinfo),
-        user=conv.user, system=conv.system, base_mode=BaseMode(base_mode).value,
-        base_prompt=bprompt, instruct_prompt=iprompt, params=params, base_result=res["base"],
-        instruct_result=res["instruct"], load=load, raw_control_tokens=raw_control_tokens,
-    )
-
-
-def rerun(
-    record: ComparisonRecord,
-    *,
-    base_path: str | os.PathLike[str] | None = None,
-    instruct_path: str | os.PathLike[str] | None = None,
-    threads: int | None = None,
-    cancel: threading.Event | None = None,
-) -> ComparisonRecord:
-    """Run both models again with the same files (checked by SHA-256), prompts, parameters and
-    seed; returns the new record. The shift view is not recomputed (``shift`` is None)."""
-    from desktop.core.types import LoadOptions
-
-    if threads is not None:
-        check("n_threads", threads)
-    # the file's values are checked before any work (hashing, loading), each in one sentence
-    load = record.load
-    try:
-        opts = LoadOptions(
-            n_ctx=load.get("n_ctx", 4096),
-            n_threads=threads or load.get("n_threads"),
-            n_gpu_layers=load.get("n_gpu_layers", 0),
-            seed=load.get("seed", record.seed),
-        )
-        sampling = {side: record.sampling(side) for side in ("base", "instruct")}
-    except InvalidSetting as exc:
-        raise ExportError(exc.sentence(prefix="In this comparison file, ")) from None
-    except TypeError:  # a value where a list of settings belongs
-        raise ExportError("This comparison file has a damaged setting; export it again from Based.") from None
-    bp = str(base_path or record.base.path)
-    ip = str(instruct_path or record.instruct.path)
-    _check_file("base", record.base.sha256, bp)
-    _check_file("instruct", record.instruct.sha256, ip)
-    res = _run_pair(
-        bp, ip,
-        {"base": _recorded_request(record.base_prompt, record.base_answer, sampling["base"]),
-         "instruct": _recorded_request(record.instruct_prompt, record.instruct_answer,
-                                       sampling["instruct"])},
-        opts, cancel or threading.Event(),
-    )
-    answers = {
-        side: replace(old, text=r.text, tokens=r.tokens, stats=r.stats.to_dict())
-        for side, r, old in (("base", res["base"], record.base_answer),
-                             ("instruct", res["instruct"], record.instruct_answer))
-    }
-    return replace(
-        record,
-        created=now_iso(),
-        base=replace(record.base, path=bp),
-        instruct=replace(record.instruct, path=ip),
-        base_answer=answers["base"],
-        instruct_answer=answers["instruct"],
-        shift=None,
-    )
-
-
-def _recorded_request(prompt: str, answer: AnswerRecord, params: SamplingParams) -> GenerationRequest:
-    """The request a recorded answer ran with: its prompt tokenized exactly as then."""
-    from desktop.core.types import GenerationRequest
-
-    return GenerationRequest(1, prompt, params, **answer.token_args())
-
-
-def same_outputs(a: ComparisonRecord, b: ComparisonRecord) -> bool:
-    """Whether two records hold the same generated token ids and texts on both sides."""
-    return all(
-        x.text == y.text and [t.id for t in x.tokens] == [t.id for t in y.tokens]
-        for x, y in ((a.base_answer, b.base_answer), (a.instruct_answer, b.instruct_answer))
-    )
+__all__ = ["ExportError", "ModelFileChanged", "conversation_html", "load_json", "rerun",
+           "run_comparison", "run_conversation", "same_outputs", "settings_rows", "to_html",
+           "to_json", "to_markdown", "tokens_html"]

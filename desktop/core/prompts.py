@@ -4,32 +4,40 @@ The instruct side renders the model's own chat template (or a named built-in def
 visible warning). The base side turns the same message into a prompt in one of four modes, each
 with the stop strings a base model needs because it does not stop by itself.
 
-Text from people and files never becomes control tokens. Before a chat template runs, every
-control-token text inside a message (``<|im_end|>`` typed by someone) is swapped for a private-use
-sentinel character; after rendering, the sentinels are swapped back and their places recorded as
+A conversation (:mod:`desktop.core.conversation`) may hold many turns, content given as parts,
+tool calls and results, and tools offered. Text from people and files never becomes control
+tokens. Before a chat template runs, every control-token text inside the conversation
+(``<|im_end|>`` typed by someone) is swapped for a private-use sentinel character; after
+rendering, the sentinels are swapped back and their places recorded as
 ``RenderedPrompt.literal_spans``, so the prompt string is byte-identical to rendering the real
 messages while the tokenizer (:mod:`desktop.core.tokenization`) knows which control-token texts
-the template wrote. The base modes write no control tokens at all: their prompt is all text
-(``parse_special=False``), except raw mode with its explicit switch for hand-written markup.
+the template wrote (:mod:`desktop.core.chat_render`). A model's own earlier answer is text too,
+except the control tokens it generated itself. The base modes write no control tokens at all:
+their prompt is all text (``parse_special=False``), except raw mode with its explicit switch for
+hand-written markup (:mod:`desktop.core.modes`).
 Whether BOS and EOS are added comes from llama.cpp's own vocabulary (``TokenizerFacts``).
 """
 
 from __future__ import annotations
 
-import enum
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from desktop.core import urial
-from desktop.core.errors import BasedError, SystemPromptUnsupported, TemplateError, TemplateRefused
-from desktop.core.templates import (
-    BUILTIN_NAMES,
-    BUILTIN_TEMPLATES,
-    render_template,
+from desktop.core.chat_render import ChatOptions, render_chat
+from desktop.core.conversation import Conversation, Message  # noqa: F401  (re-exported)
+from desktop.core.errors import BasedError, TemplateError
+from desktop.core.modes import (  # noqa: F401  (re-exported)
+    DEFAULT_BASE_MODE,
+    BaseMode,
+    TextPrompt,
+    qa_prompt,
+    raw_prompt,
+    urial_prompt,
 )
+from desktop.core.templates import BUILTIN_NAMES, BUILTIN_TEMPLATES
 from desktop.core.tokenization import Span, SpecialToken, TokenizerFacts
 from desktop.core.types import GenerationRequest, GGUFInfo, SamplingParams, TokenInfo
 from desktop.core.words import count
@@ -51,61 +59,6 @@ _TURN_MARKERS = (
     "<|user|>",
     "[INST]",
 )
-
-
-class BaseMode(str, enum.Enum):
-    RAW = "raw"
-    TWIN = "twin-template"
-    QA = "qa"
-    URIAL = "urial"
-
-    @property
-    def label(self) -> str:
-        return {
-            BaseMode.RAW: "Raw text",
-            BaseMode.TWIN: "Twin's chat template",
-            BaseMode.QA: "Question / Answer",
-            BaseMode.URIAL: "URIAL (in-context alignment)",
-        }[self]
-
-    def describe(self) -> str:
-        return {
-            BaseMode.RAW: "The base model sees your text exactly as typed and simply continues it.",
-            BaseMode.TWIN: "Both models get the same prompt: the instruct twin's chat markup, "
-            "which the base model was never trained to follow.",
-            BaseMode.QA: "Your message is wrapped as 'Question: … Answer:' so the base model is "
-            "nudged to answer it.",
-            BaseMode.URIAL: "A preamble and three example answers coax the base model into "
-            "acting like an assistant (Lin et al., 2024). Small models often copy those examples "
-            "instead of answering you.",
-        }[self]
-
-
-# The base side's default: the same prompt as the instruct side (the twin's chat template), so a
-# comparison changes one thing only, the model. URIAL is one choice away; with small models it
-# tends to copy its own example answers, which reads as the base model's own behaviour.
-DEFAULT_BASE_MODE = BaseMode.TWIN
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str
-    content: str
-
-
-@dataclass(frozen=True)
-class Conversation:
-    user: str
-    system: str | None = None
-    history: tuple[Message, ...] = ()  # earlier turns, oldest first (user/assistant)
-
-    def messages(self, *, include_system: bool = True) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if include_system and self.system and self.system.strip():
-            out.append({"role": "system", "content": self.system})
-        out += [{"role": m.role, "content": m.content} for m in self.history]
-        out.append({"role": "user", "content": self.user})
-        return out
 
 
 @dataclass(frozen=True)
@@ -239,105 +192,15 @@ def _special_ends(
     return starts, ends
 
 
-_SENTINEL_BASE = 0xF0000  # Supplementary Private Use Area-A
-
-
-def _render_protected(
-    source: str, messages: list[dict[str, Any]], kw: Mapping[str, Any], facts: TokenizerFacts
-) -> tuple[str, tuple[Span, ...]]:
-    """Render ``messages`` with control-token texts in their contents kept apart as literal spans.
-
-    Returns the rendered text, identical to rendering the messages as they are, and the character
-    spans of the control-token texts that came from the messages."""
-    contents = [m["content"] for m in messages if isinstance(m.get("content"), str)]
-    present = [t for t in facts.control_texts if any(t in c for c in contents)]
-    if not present:
-        return render_template(source, messages, **kw), ()
-    taken = set(source).union(*contents, *present)
-    sentinels: list[str] = []
-    cp = _SENTINEL_BASE
-    while len(sentinels) < len(present):
-        if chr(cp) not in taken:
-            sentinels.append(chr(cp))
-        cp += 1
-    to_sentinel = dict(zip(present, sentinels))
-    back = {v: k for k, v in to_sentinel.items()}
-    rx = re.compile("|".join(re.escape(t) for t in present))  # longest first
-    protected = [
-        {**m, "content": rx.sub(lambda mm: to_sentinel[mm.group()], m["content"])}
-        if isinstance(m.get("content"), str) else m
-        for m in messages
-    ]
-    rendered = render_template(source, protected, **kw)
-    parts: list[str] = []
-    spans: list[Span] = []
-    pos = n = 0
-    for mm in re.finditer("[" + "".join(re.escape(c) for c in back) + "]", rendered):
-        chunk = rendered[pos:mm.start()]
-        parts.append(chunk)
-        n += len(chunk)
-        original = back[mm.group()]
-        parts.append(original)
-        spans.append((n, n + len(original)))
-        n += len(original)
-        pos = mm.end()
-    parts.append(rendered[pos:])
-    text = "".join(parts)
-    if text != render_template(source, messages, **kw):
-        raise TemplateError(
-            f"This chat template changes your text in a way that Based cannot tell apart from its "
-            f"own markup, so it would read your {present[0]} as a control token; remove it from "
-            "your message or use another template."
-        )
-    return text, tuple(spans)
-
-
-def _render_chat(
-    source: str,
-    info: GGUFInfo,
-    conv: Conversation,
-    facts: TokenizerFacts,
-    *,
-    merge_system_if_refused: bool,
-) -> tuple[str, tuple[Span, ...], list[str]]:
-    """Render, turning a template's refusal of system messages into words."""
-    warnings: list[str] = []
-    kw = dict(bos_token=info.bos_token, eos_token=info.eos_token, add_generation_prompt=True)
-    has_system = bool(conv.system and conv.system.strip())
-    try:
-        text, spans = _render_protected(source, conv.messages(), kw, facts)
-    except TemplateRefused as exc:
-        if not has_system:
-            raise
-        try:
-            _render_protected(source, conv.messages(include_system=False), kw, facts)
-        except TemplateError:
-            raise exc from None
-        if not merge_system_if_refused:
-            raise SystemPromptUnsupported(
-                "This model's chat template does not accept a system prompt. Clear the system "
-                "prompt or merge it into your message."
-            ) from None
-        merged = Conversation(f"{conv.system}\n\n{conv.user}", None, conv.history)
-        text, spans = _render_protected(source, merged.messages(), kw, facts)
-        warnings.append(
-            "This model's chat template does not accept a system prompt, so Based put it at the "
-            "start of your message."
-        )
-        return text, spans, warnings
-    if has_system and conv.system and conv.system.strip() not in text:
-        warnings.append("This model's chat template left out your system prompt.")
-    return text, spans, warnings
-
-
-def _typed_warning(text: str, spans: Sequence[Span], *, raw: bool) -> list[str]:
+def _typed_warning(text: str, spans: Sequence[Span], *, raw: bool, whose: str = "Your text"
+                   ) -> list[str]:
     typed: dict[str, None] = {}
     for a, b in spans:
         typed.setdefault(text[a:b], None)
     if not typed:
         return []
     names = ", ".join(list(typed)[:3]) + (", …" if len(typed) > 3 else "")
-    words = (f"Your text contains {names}, which looks like a control token; the model reads it "
+    words = (f"{whose} contains {names}, which looks like a control token; the model reads it "
              "as plain text")
     if raw:
         return [words + '. Turn on "My text contains control tokens" (--raw-control-tokens on '
@@ -345,11 +208,20 @@ def _typed_warning(text: str, spans: Sequence[Span], *, raw: bool) -> list[str]:
     return [words + ", so it cannot end your turn or start another."]
 
 
-def resolve_template(info: GGUFInfo, *, name: str | None = None) -> TemplateSpec:
-    """The chat template the instruct side uses: the file's own (default or ``name``), else a
-    named built-in default."""
+def _whose(conv: Conversation) -> str:
+    return "The conversation" if any(m.role != "user" for m in conv.turns) else "Your text"
+
+
+def resolve_template(info: GGUFInfo, *, name: str | None = None, tools: bool = False
+                     ) -> TemplateSpec:
+    """The chat template the instruct side uses: the file's own (default, ``name``, or its
+    "tool_use" template when tools are offered, as transformers picks it), else a named built-in
+    default."""
     if name and name in info.named_templates:
         return TemplateSpec(info.named_templates[name], "model", f"the model's '{name}' template")
+    if tools and "tool_use" in info.named_templates:
+        return TemplateSpec(info.named_templates["tool_use"], "model",
+                            "the model's 'tool_use' template")
     if info.chat_template:
         return TemplateSpec(info.chat_template, "model", "the model's own template")
     key = _builtin_for(info)
@@ -364,17 +236,22 @@ def render_instruct(
     template_name: str | None = None,
     template_override: str | None = None,
     vocab: TokenizerFacts | None = None,
+    add_generation_prompt: bool = True,
+    continue_final_message: bool = False,
 ) -> RenderedPrompt:
-    """The instruct model's prompt: its chat template applied to the conversation.
+    """The instruct model's prompt: its chat template applied to the conversation (every message,
+    the tools offered; ``add_generation_prompt`` / ``continue_final_message`` as transformers'
+    apply_chat_template takes them).
 
     ``vocab``: llama.cpp's facts about the model's tokenizer (default: read from ``info.path``
     with :func:`tokenizer_facts_for`). The template's markup is parsed for control tokens;
-    control-token texts in the messages are literal spans (read as text). Raises TemplateError
-    (and subclasses) in words."""
+    control-token texts in the conversation are literal spans (read as text), except the control
+    tokens a model generated in its own earlier answers. Raises TemplateError (and subclasses)
+    in words, also when the template would leave out the tools, a tool call or a tool result."""
     if template_override is not None:
         spec = TemplateSpec(template_override, "model", "a template you supplied")
     else:
-        spec = resolve_template(info, name=template_name)
+        spec = resolve_template(info, name=template_name, tools=bool(conv.tools))
     warnings: list[str] = []
     if spec.source == "default":
         warnings.append(
@@ -383,13 +260,24 @@ def render_instruct(
         )
     assert spec.text is not None
     facts = vocab if vocab is not None else tokenizer_facts_for(info)
-    text, spans, more = _render_chat(
-        spec.text, info, conv, facts, merge_system_if_refused=merge_system_if_refused
-    )
-    warnings += more + _typed_warning(text, spans, raw=False)
+    opts = ChatOptions(add_generation_prompt and not continue_final_message,
+                       continue_final_message, merge_system_if_refused)
+    text, spans, more = render_chat(spec.text, info, conv, facts, opts)
+    warnings += more + _typed_warning(text, spans, raw=False, whose=_whose(conv))
     has_bos, has_eos = _special_ends(text, facts, spans, True)
     return RenderedPrompt(text, (), facts.add_bos and not has_bos, spec, tuple(warnings), "chat",
                           spans, True, facts.add_eos and not has_eos)
+
+
+def _answer_literals(tp: TextPrompt, facts: TokenizerFacts) -> tuple[Span, ...]:
+    """Control-token texts inside the earlier answers that the model did not generate as control
+    tokens: read as text even when the rest of a raw prompt is parsed."""
+    out: list[Span] = []
+    for a, b in tp.answers:
+        for x, y in facts.find_control_text(tp.text[a:b]):
+            if not _in_spans(a + x, a + y, tp.generated):
+                out.append((a + x, a + y))
+    return tuple(out)
 
 
 def render_base(
@@ -400,39 +288,40 @@ def render_base(
     twin: GGUFInfo | None = None,
     raw_control_tokens: bool = False,
     vocab: TokenizerFacts | None = None,
+    add_generation_prompt: bool = True,
+    continue_final_message: bool = False,
 ) -> RenderedPrompt:
-    """The base model's prompt for ``conv`` in one of the four modes.
+    """The base model's prompt for ``conv`` in one of the four modes (conversations in each mode's
+    own form, see :mod:`desktop.core.modes`).
 
     The raw, Q&A and URIAL prompts are all text: control-token texts in them are read as text,
     unless ``raw_control_tokens`` is set in raw mode (for people who write chat markup by hand;
-    ignored in the other modes). Twin-template mode parses what the twin's template writes, as
+    ignored in the other modes; earlier answers stay text except the control tokens the model
+    generated). Twin-template mode parses what the twin's template writes, as
     :func:`render_instruct` does. ``vocab``: llama.cpp's facts about the *base* model's tokenizer
-    (default: read from ``base.path``)."""
+    (default: read from ``base.path``). ``add_generation_prompt`` / ``continue_final_message``:
+    end with the mode's cue for an answer (Q&A's ``Answer:``, URIAL's open answer block, the
+    twin's assistant header), or inside the final message."""
     mode = BaseMode(mode)
     facts = vocab if vocab is not None else tokenizer_facts_for(base)
+    agp = add_generation_prompt and not continue_final_message
     parse = False
     spans: tuple[Span, ...] = ()
-    system = conv.system.strip() if conv.system and conv.system.strip() else None
     warnings: list[str] = []
+    tp: TextPrompt | None = None
     if mode is BaseMode.RAW:
-        text = f"{system}\n\n{conv.user}" if system else conv.user
-        if conv.history:
-            turns = "\n\n".join(m.content for m in conv.history)
-            text = f"{turns}\n\n{text}"
+        tp = raw_prompt(conv)
         spec = TemplateSpec(None, "none", "your text as typed")
         stops: tuple[str, ...] = ()
         parse = raw_control_tokens
     elif mode is BaseMode.QA:
-        lines = [system, ""] if system else []
-        for m in conv.history:
-            lines.append(("Question: " if m.role == "user" else "Answer: ") + m.content)
-        lines.append(f"Question: {conv.user}")
-        lines.append("Answer:")
-        text = "\n".join(lines)
+        tp = qa_prompt(conv, add_generation_prompt=agp,
+                       continue_final_message=continue_final_message)
         spec = TemplateSpec(None, "mode", "Question/Answer scaffold")
         stops = ("\nQuestion:", "\n\n\n")
     elif mode is BaseMode.URIAL:
-        text = urial.build(conv.user, conv.system)
+        tp = urial_prompt(conv, add_generation_prompt=agp,
+                          continue_final_message=continue_final_message)
         spec = TemplateSpec(None, "mode", "URIAL preset (Lin et al., ICLR 2024)")
         stops = urial.STOPS
     else:
@@ -442,28 +331,33 @@ def render_base(
                 "The twin-template mode needs the instruct twin's chat template: pick an instruct "
                 "model, or choose another mode."
             )
-        tmpl = resolve_template(source_info)
+        tmpl = resolve_template(source_info, tools=bool(conv.tools))
         if tmpl.source == "default":
             warnings.append(
                 f"The instruct twin's file has no chat template, so Based used {tmpl.name}."
             )
         assert tmpl.text is not None
-        text, spans, more = _render_chat(
-            tmpl.text, source_info, conv, facts, merge_system_if_refused=True
+        text, spans, more = render_chat(
+            tmpl.text, source_info, conv, facts, ChatOptions(agp, continue_final_message, True)
         )
-        warnings += more + _typed_warning(text, spans, raw=False)
+        warnings += more + _typed_warning(text, spans, raw=False, whose=_whose(conv))
         src = "twin" if twin is not None and tmpl.source == "model" else tmpl.source
         spec = TemplateSpec(tmpl.text, src, f"{source_info.name}'s chat template")
         stops = _stops_for_template(tmpl.text, source_info)
         parse = True
-    if mode is not BaseMode.TWIN:
+    if tp is not None:
+        text = tp.text
         found = facts.find_control_text(text)
-        if parse and found:
-            names = list(dict.fromkeys(text[a:b] for a, b in found))
-            warnings.append(f"Your text's {', '.join(names[:3])} {'is' if len(names) == 1 else 'are'} "
-                            "sent as control tokens, as you asked.")
-        spans = () if parse else found
-        warnings += _typed_warning(text, spans, raw=mode is BaseMode.RAW)
+        answers = _answer_literals(tp, facts) if parse else ()
+        if parse:
+            mine = [sp for sp in found if not _in_spans(*sp, tp.answers)]
+            names = list(dict.fromkeys(text[a:b] for a, b in mine))
+            if names:
+                warnings.append(f"Your text's {', '.join(names[:3])} "
+                                f"{'is' if len(names) == 1 else 'are'} sent as control tokens, "
+                                "as you asked.")
+        spans = answers if parse else found
+        warnings += _typed_warning(text, spans, raw=mode is BaseMode.RAW, whose=_whose(conv))
     has_bos, has_eos = _special_ends(text, facts, spans, parse)
     return RenderedPrompt(text, stops, facts.add_bos and not has_bos, spec, tuple(warnings),
                           mode.value, spans, parse, facts.add_eos and not has_eos)

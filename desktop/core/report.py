@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from desktop.core.errors import BasedError, ContextOverflowError
+from desktop.core.errors import BasedError, ContextOverflowError, TemplateError
 from desktop.core.history import ModelRef, now_iso
 from desktop.core.shift import ShiftClass, ShiftResult, ShiftSummary, require_compatible, summarize
 from desktop.core.types import StreamToken
@@ -29,20 +29,24 @@ from desktop.core.words import count
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from desktop.core.conversation import Conversation
     from desktop.core.engine import Engine
+
+PromptItem = Any  # str (one user message) | desktop.core.conversation.Conversation
 
 ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
 class ReportItem:
-    prompt: str
+    prompt: str  # the last user message (of a conversation: the one answered)
     answer: str
     answer_tokens: tuple[StreamToken, ...]
     shift: ShiftResult
     generate_s: float
     score_s: float
     stop_reason: str
+    conversation: Conversation | None = None  # set when the prompt was a whole conversation
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class ReportData:
 def build_report(
     base_path: str | os.PathLike[str],
     instruct_path: str | os.PathLike[str],
-    prompts: Sequence[str],
+    prompts: Sequence[PromptItem],
     *,
     system: str | None = None,
     max_tokens: int = 128,
@@ -88,22 +92,37 @@ def build_report(
     top_k: int = 5,
     on_progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    tools: Sequence[Any] = (),
 ) -> ReportData:
     """Run the shift analysis over ``prompts``; each model is loaded once, on this thread.
+
+    A prompt is a string (one user message, after ``system``) or a whole
+    :class:`~desktop.core.conversation.Conversation` (its own system prompt, else ``system``):
+    the answer to its end is scored given everything before it. ``tools`` are offered in every
+    prompt that offers none of its own.
 
     ``on_progress(done, total, prompt)`` is called before each prompt starts (``prompt`` is the
     one about to run) and once at the end with ``prompt == ""``. When ``cancel`` is set, the
     prompt in flight is dropped and the finished ones are returned (``cancelled=True``).
     """
+    from desktop.core.conversation import Conversation, check_for_answer
     from desktop.core.engine import Engine
-    from desktop.core.prompts import Conversation
     from desktop.core.shift_run import check_alternatives, shift_with_engines
     from desktop.core.types import LoadOptions, SamplingParams, StopReason
 
     t_start = time.perf_counter()
     cancel = cancel or threading.Event()
-    prompts = [p for p in prompts if p and p.strip()]
-    if not prompts:
+    convs: list[tuple[Conversation, bool]] = []  # (conversation, given as one)
+    for n, p in enumerate(prompts, 1):
+        if isinstance(p, Conversation):
+            c = p if p.system is not None else Conversation(system=system, turns=p.turns,
+                                                            tools=p.tools)
+            check_for_answer(c, None, source=f"Conversation {n} of the prompt set")
+            convs.append((c if c.tools or not tools else Conversation(
+                system=c.system, turns=c.turns, tools=tools), True))
+        elif p and p.strip():
+            convs.append((Conversation(p, system, tools=tools), False))
+    if not convs:
         raise BasedError("The prompt set is empty: give at least one prompt.")
     # every value is checked before any work
     check_alternatives(top_k)
@@ -116,7 +135,7 @@ def build_report(
     items: list[ReportItem] = []
     skipped: list[tuple[str, str]] = []
     opened: list[Engine] = []
-    total = len(prompts)
+    total = len(convs)
     gen_s = score_s = 0.0
     try:
         t0 = time.perf_counter()
@@ -130,18 +149,19 @@ def build_report(
         n_threads = inst.info.n_threads
         made_ctx = inst.info.n_ctx
         notes = list(dict.fromkeys(e.info.note for e in opened if e.info.note))
-        for prompt in prompts:
+        for conv, whole in convs:
+            prompt = conv.user or (conv.last.text if conv.last is not None else "")
             if cancel.is_set():
                 break
             if on_progress is not None:
                 on_progress(len(items), total, prompt)
             try:
                 run = shift_with_engines(
-                    base, inst, Conversation(prompt, system), prompt_source=prompt_source,
+                    base, inst, conv, prompt_source=prompt_source,
                     mode=mode, max_tokens=max_tokens, top_k=top_k, cancel=cancel, vocab=vocab,
                     score_partial=False,
                 )
-            except ContextOverflowError as exc:
+            except (ContextOverflowError, TemplateError) as exc:
                 skipped.append((prompt, str(exc)))
                 continue
             if cancel.is_set() or run.answer.stats.stop_reason is StopReason.CANCELLED \
@@ -152,7 +172,7 @@ def build_report(
             items.append(ReportItem(
                 prompt, run.answer.text, run.answer.tokens, run.result,
                 run.timings["generate_s"], run.timings["score_s"],
-                run.answer.stats.stop_reason.value,
+                run.answer.stats.stop_reason.value, conv if whole else None,
             ))
     finally:
         for e in opened:
@@ -287,6 +307,17 @@ def _fmt_s(x: float) -> str:
     return f"{x:.2f} s" if math.isfinite(x) else "?"
 
 
+def _conversation_html(conv: Conversation | None) -> str:
+    """The messages before the answer a report item scores (a conversation), folded away."""
+    if conv is None or len(conv.turns) <= 1:
+        return ""
+    from desktop.core.export import conversation_html
+
+    return (f"<details><summary>The conversation before this answer "
+            f"({count(len(conv.turns), 'message')})</summary>"
+            f"{conversation_html(conv.messages())}</details>")
+
+
 def render_report_html(data: ReportData) -> str:
     from desktop.core.export import CSS, esc, shift_legend, tokens_html
 
@@ -363,6 +394,7 @@ def render_report_html(data: ReportData) -> str:
         sh = it.shift.summary.shares
         parts.append(
             f'<div class="prompt"><h3>P{i + 1}. {esc(it.prompt)}</h3>'
+            f"{_conversation_html(it.conversation)}"
             f'<p class="shares muted">{_pct(sh["unshifted"])} unshifted, '
             f'{_pct(sh["marginal"])} marginal, {_pct(sh["shifted"])} shifted; '
             f"{count(it.shift.summary.n_tokens, 'token')}; generated in {_fmt_s(it.generate_s)}, scored "

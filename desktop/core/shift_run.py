@@ -140,16 +140,20 @@ def run_shift(
 ) -> ShiftRun:
     """Generate the instruct answer greedily and classify it under the base model.
 
+    ``conv`` may be a whole conversation: the answer to its end is scored given every message
+    before it (in the instruct model's chat prompt, or the base model's own form of the
+    conversation in ``mode``).
+
     ``base`` / ``instruct`` are GGUF paths (loaded here, on this thread, and closed again; the same
     path twice is loaded once) or already-loaded :class:`Engine` objects owned by this thread.
     Raises :class:`TokenizerMismatch` before loading anything when the vocabularies differ.
     """
+    from desktop.core.conversation import check_for_answer
     from desktop.core.engine import Engine
-    from desktop.core.inputs import check_user_prompt
 
     t_start = time.perf_counter()
     # every value is checked before any work
-    check_user_prompt(conv.user, None)
+    check_for_answer(conv, None)
     check_alternatives(top_k)
     SamplingParams.deterministic(max_tokens=max_tokens, top_logprobs=top_k)
     opts = LoadOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, seed=0)

@@ -198,6 +198,73 @@ def _deadline_tracer(deadline: float) -> Any:
     return global_tracer
 
 
+# transformers copies a message's reasoning under each of these names (_alias_reasoning_fields)
+REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+# what transformers appends to the final message to find where it ends (continue_final_message)
+CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+def _alias_reasoning(message: dict[str, Any]) -> dict[str, Any]:
+    """transformers' ``_alias_reasoning_fields``: a message with reasoning under any of its names
+    gets it as ``thinking`` (gpt-oss templates read that) and ``reasoning_content`` too."""
+    reasoning = next((message[k] for k in REASONING_FIELDS if message.get(k) is not None), None)
+    if reasoning is None:
+        return message
+    return {"thinking": reasoning, **message, "reasoning_content": reasoning}
+
+
+def _tag_final_message(source: str, chat: list[dict[str, Any]]) -> str:
+    """Append transformers' tag to the final message's text (copied, never the caller's), as
+    ``render_jinja_template`` does for ``continue_final_message``; returns the text to continue."""
+    if not chat:
+        raise TemplateError("There is no message to continue: the conversation is empty.")
+    final = dict(chat[-1])
+    content = final.get("content")
+    if content is None:
+        raise TemplateError(
+            "The final message has no content to continue: give it some text, or turn off "
+            "continuing the final message."
+        )
+    if "content" not in source:  # transformers: "not an accepted field in the chat_template"
+        raise TemplateError(
+            "This chat template never writes a message's content, so Based cannot continue the "
+            "final message; use another template."
+        )
+    if isinstance(content, (list, tuple)):
+        parts = [dict(p) if isinstance(p, Mapping) else p for p in content]
+        for part in reversed(parts):
+            if isinstance(part, dict) and "text" in part:
+                text = str(part["text"])
+                part["text"] = part["text"] + CONTINUE_TAG
+                break
+        else:
+            raise TemplateError(
+                "The final message has no text part to continue: add one, or turn off continuing "
+                "the final message."
+            )
+        final["content"] = parts
+    else:
+        text = str(content)
+        final["content"] = content + CONTINUE_TAG
+    chat[-1] = final
+    return text
+
+
+def _cut_at_tag(rendered: str, final_text: str) -> str:
+    """transformers' cut after rendering with the tag: the prompt ends where the final message's
+    text ends (trailing spaces kept only when the template kept them)."""
+    tag = CONTINUE_TAG.strip()
+    if final_text.strip() not in rendered or tag not in rendered:
+        raise TemplateError(
+            "This chat template changes the final message, so Based cannot continue it from where "
+            "it ends; turn off continuing the final message or use another template."
+        )
+    loc = rendered.rindex(tag)
+    if rendered[loc:loc + len(CONTINUE_TAG)] == CONTINUE_TAG:
+        return rendered[:loc]
+    return rendered[:loc].rstrip()
+
+
 def render_template(
     source: str,
     messages: Sequence[Mapping[str, Any]],
@@ -205,6 +272,8 @@ def render_template(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    continue_final_message: bool = False,
     extra: Mapping[str, Any] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_output: int = DEFAULT_MAX_OUTPUT,
@@ -212,14 +281,25 @@ def render_template(
 ) -> str:
     """Render a chat template for ``messages`` exactly as transformers' apply_chat_template.
 
-    ``extra`` holds further template variables (tools, documents, enable_thinking, ...).
-    Raises :class:`TemplateError` (and subclasses) with one plain sentence.
+    ``messages``: OpenAI-style dicts (role; content as a string or a list of parts; tool_calls;
+    tool_call_id; name; reasoning_content, ...); keys whose value is None are dropped and
+    reasoning is copied under its other names, as transformers does. ``tools``: JSON schemas of the
+    functions offered (the template's ``tools``; None: not offered). ``continue_final_message``:
+    the prompt ends inside the final message, where its text ends (transformers' tag method; not
+    with ``add_generation_prompt``). ``extra`` holds further template variables (documents,
+    enable_thinking, ...). Raises :class:`TemplateError` (and subclasses) with one plain sentence.
     """
+    if continue_final_message and add_generation_prompt:
+        raise TemplateError(
+            "Continuing the final message and starting a new assistant turn cannot go together: "
+            "choose one."
+        )
     template = _compile(source)
-    chat = [{k: v for k, v in dict(m).items() if v is not None} for m in messages]
+    chat = [_alias_reasoning({k: v for k, v in dict(m).items() if v is not None}) for m in messages]
+    final_text = _tag_final_message(source, chat) if continue_final_message else ""
     context: dict[str, Any] = {
         "messages": chat,
-        "tools": None,
+        "tools": [dict(t) for t in tools] if tools is not None else None,
         "documents": None,
         "add_generation_prompt": add_generation_prompt,
         "bos_token": bos_token,
@@ -249,7 +329,8 @@ def render_template(
             "It may loop forever: use another template."
         ) from None
     except _Raised as exc:
-        raise TemplateRefused(f"The chat template refused this conversation: {exc.message}") from None
+        raise TemplateRefused(f"The chat template refused this conversation: {exc.message}",
+                              reason=str(exc.message or "")) from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateSecurityError(
             "The chat template tried to reach outside its sandbox, so Based blocked it and ran "
@@ -264,16 +345,18 @@ def render_template(
         ) from None
     except jinja2.exceptions.TemplateError as exc:
         why = (exc.message or "it has an error").rstrip(".")
-        raise TemplateError(f"The chat template failed: {why}. Use another template.") from None
+        raise TemplateError(f"The chat template failed ({why}): use another template.") from None
     except Exception:  # errors inside template expressions: TypeError, KeyError, ...
         raise TemplateError(
-            "The chat template failed: it did something with these messages that it cannot do "
-            "(a bug in the template). Use another template."
+            "The chat template failed on these messages, doing something with them that it "
+            "cannot do (a bug in the template or a conversation it was not made for): use "
+            "another template."
         ) from None
     finally:
         sys.settrace(old_trace)
         _NOW[0] = old_now
-    return "".join(parts)
+    rendered = "".join(parts)
+    return _cut_at_tag(rendered, final_text) if continue_final_message else rendered
 
 
 # -- built-in templates -------------------------------------------------------------------------

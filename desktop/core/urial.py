@@ -54,19 +54,32 @@ STOPS: tuple[str, ...] = ("\n```\n\n#", "# Query:", "\n\n\n\n")
 URIAL_SAMPLING = preset_params("urial", max_tokens=256)
 
 
+QUERY_OPEN = "# Query:\n```\n"
+ANSWER_OPEN = "# Answer:\n```\n"
+ANSWER_CLOSE = "\n```\n\n"
+
+
+def query_block(query: str) -> str:
+    """A ``# Query:`` block, up to where its answer begins."""
+    return f"{QUERY_OPEN}{query}\n```\n\n"
+
+
 def _block(query: str, answer: str | None) -> str:
-    text = f"# Query:\n```\n{query}\n```\n\n# Answer:\n```\n"
+    text = query_block(query) + ANSWER_OPEN
     if answer is not None:
-        text += f"{answer}\n```\n\n"
+        text += answer + ANSWER_CLOSE
     return text
+
+
+def build_preamble(system: str | None = None) -> str:
+    """The preamble (a system prompt, if any, extends it) and the example blocks: everything
+    before the first query."""
+    preamble = PREAMBLE
+    if system and system.strip():
+        preamble += f"\n{system.strip()}\n"
+    return "".join([preamble, "\n\n", *(_block(q, a) for q, a in EXAMPLES)])
 
 
 def build(user: str, system: str | None = None) -> str:
     """The URIAL prompt for ``user``. A system prompt, if any, extends the preamble."""
-    preamble = PREAMBLE
-    if system and system.strip():
-        preamble += f"\n{system.strip()}\n"
-    parts = [preamble, "\n\n"]
-    parts += [_block(q, a) for q, a in EXAMPLES]
-    parts.append(_block(user, None))
-    return "".join(parts)
+    return build_preamble(system) + _block(user, None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
@@ -18,6 +18,7 @@ from desktop.core.types import GenerationRequest, LoadOptions, SamplingParams, S
 from desktop.core.words import count
 from desktop.ui.pane import ModelPane, stats_line
 from desktop.workers.events import (
+    EarlierTurn,
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
@@ -46,7 +47,28 @@ def default_run_mode(cores: int | None = None) -> str:
     return "parallel" if n >= 8 else "sequential"
 
 
-STALE = "This answer is for an earlier message: Run again to answer the one above."
+STALE = ("This answer is for an earlier message: Run again to answer the one above, or Follow "
+         "up to ask it next.")
+
+
+@dataclass(frozen=True)
+class DoneTurn:
+    """A finished turn kept in the conversation: what was asked, with which inputs and sampling
+    values, the report its prompts came from, and each side's answer."""
+
+    run_id: int
+    inputs: tuple[str, str, str]  # (user, system, base mode)
+    params: SamplingParams
+    report: PromptReport
+    results: dict[str, GenerationFinished]
+
+    @property
+    def user(self) -> str:
+        return self.inputs[0]
+
+    def earlier(self) -> EarlierTurn:
+        b, i = self.results["base"], self.results["instruct"]
+        return EarlierTurn(self.user, b.text, b.tokens, i.text, i.tokens)
 
 
 class ComparisonController(QObject):
@@ -56,6 +78,7 @@ class ComparisonController(QObject):
     modelsChanged = Signal()  # a model was chosen, loaded or failed: whether Run can start changed
     pairChecked = Signal(object)  # desktop.core.pair.PairCheck for the current pair
     resultsCleared = Signal()  # the answers on screen were dropped: their inputs changed
+    conversationChanged = Signal()  # a turn was kept (follow-up), taken back, or all dropped
 
     def __init__(self, settings: Settings, panes: dict[str, ModelPane], parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -98,6 +121,7 @@ class ComparisonController(QObject):
         self.results: dict[str, GenerationFinished | None] = {"base": None, "instruct": None}
         self.inputs: tuple[str, str, str] = ("", "", settings.base_mode)
         self.raw_control_tokens = False
+        self.turns: list[DoneTurn] = []  # the conversation's finished turns, oldest first
         self.params = SamplingParams()
         self._flush = QTimer(self)
         self._flush.setInterval(FLUSH_MS)
@@ -209,9 +233,17 @@ class ComparisonController(QObject):
 
     def clear_results(self) -> None:
         """Drop the answers and everything derived from them (stats, errors of the run, the
-        shift analysis, the export), because the inputs they came from changed."""
+        shift analysis, the export, the conversation's earlier turns), because the inputs they
+        came from changed."""
         self.stop()
         had = any(self.results.values()) or any(p.answer.text() for p in self.panes.values())
+        if self.turns:
+            self.turns = []
+            self._show_conversation()
+            self.conversationChanged.emit()
+        self._drop_answers(had)
+
+    def _drop_answers(self, had: bool) -> None:
         self.results = {"base": None, "instruct": None}
         self.run_report = None
         self.run_inputs = None
@@ -222,6 +254,86 @@ class ComparisonController(QObject):
                 self.panes[side].show_error(self.load_error[side] or "")
         if had:
             self.resultsCleared.emit()
+
+    # -- conversation --------------------------------------------------------------------------
+
+    def follow_up_blocker(self) -> str:
+        """Why the answers on screen cannot become a turn of a conversation ("" when they can)."""
+        if self.active:
+            return "Wait for both answers (or Stop), then follow up."
+        if self.run_inputs is None or self.run_report is None:
+            return "Run a comparison first: a follow-up continues it."
+        missing = [s for s in SIDES if self.results.get(s) is None]
+        if missing:
+            which = "either model" if len(missing) == 2 else f"the {missing[0]} model"
+            return (f"There is no answer from {which} to follow up on: Run again, or start a new "
+                    "conversation.")
+        return ""
+
+    def follow_up(self) -> bool:
+        """Keep the answers on screen as a finished turn of the conversation and clear them for
+        the next message; each side's next prompt holds its own answer. False (nothing done)
+        when :meth:`follow_up_blocker` says why not."""
+        if self.follow_up_blocker():
+            return False
+        assert self.run_inputs is not None and self.run_report is not None
+        results = {s: r for s, r in self.results.items() if r is not None}
+        self.turns.append(DoneTurn(self.run_id, self.run_inputs, self.params, self.run_report,
+                                   results))
+        self._drop_answers(True)
+        self._show_conversation()
+        self.conversationChanged.emit()
+        self.schedule_inspect()
+        return True
+
+    def new_conversation(self) -> None:
+        """Forget every turn and the answers on screen: the next Run starts over."""
+        self.clear_results()
+        self.schedule_inspect()
+
+    def edit_last_turn(self) -> str:
+        """Take the last finished turn back: its answers are on screen again, as after its run,
+        and Run re-runs it (with the message edited or not). Returns its message ("" when there
+        is no turn)."""
+        if not self.turns or self.active:
+            return ""
+        turn = self.turns.pop()
+        self._drop_answers(True)
+        self.run_id = turn.run_id
+        self.run_inputs = turn.inputs
+        self.run_report = turn.report
+        self.params = turn.params
+        for side, ev in turn.results.items():
+            self.results[side] = ev
+            pane = self.panes[side]
+            pane.start_answer()
+            pane.append_tokens(list(ev.tokens))
+            pane.finish_answer(ev.stats)
+            self.stats_status[side] = stats_line(ev.stats)
+            pane.set_status(self.stats_status[side])
+        self._show_conversation(turn.user)
+        self.conversationChanged.emit()
+        self.schedule_inspect()
+        return turn.user
+
+    def _show_conversation(self, current: str | None = None) -> None:
+        """Each pane shows its own side of the conversation above the answer."""
+        for side in SIDES:
+            entries = [(t.user, t.results[side].text) for t in self.turns]
+            self.panes[side].set_transcript(entries, current if entries else None)
+
+    def context_left(self) -> dict[str, int | None]:
+        """Tokens of context each side has left after the prompt now in the inspector (None:
+        not known yet)."""
+        out: dict[str, int | None] = {"base": None, "instruct": None}
+        rep = self.last_report
+        if rep is None:
+            return out
+        for sp in (rep.base, rep.instruct):
+            ins = sp.inspection
+            if ins is not None and ins.n_ctx > 0:
+                out[sp.side] = ins.n_ctx - ins.token_count
+        return out
 
     # -- inspector -----------------------------------------------------------------------------
 
@@ -248,8 +360,11 @@ class ComparisonController(QObject):
 
     def _job(self, request_id: int) -> PromptJob:
         user, system, mode = self.inputs
+        n_ctx = tuple(ev.info.n_ctx if ev is not None else self.settings.n_ctx
+                      for ev in (self.loaded["base"], self.loaded["instruct"]))
         return PromptJob(request_id, user, system, mode, self.paths["base"], self.paths["instruct"],
-                         self.raw_control_tokens)
+                         self.raw_control_tokens, tuple(t.earlier() for t in self.turns),
+                         (n_ctx[0], n_ctx[1]))
 
     @Slot(object)
     def on_report(self, report: PromptReport) -> None:
@@ -282,6 +397,8 @@ class ComparisonController(QObject):
         self.run_inputs = self.inputs
         self.stats_status = {"base": "", "instruct": ""}
         self.active = {s for s in SIDES if self.paths[s]}
+        if self.turns:  # the message being answered shows under the earlier turns
+            self._show_conversation(self.inputs[0])
         for side in SIDES:
             pane = self.panes[side]
             pane.start_answer()
@@ -310,11 +427,15 @@ class ComparisonController(QObject):
                 self.active.discard(side)
                 continue
             if not sp.inspection.fits:
-                self.panes[side].show_error(
-                    f"The prompt is {count(sp.inspection.token_count, 'token')} but the context "
-                    f"holds {count(sp.inspection.n_ctx, 'token')}. Shorten it or raise the "
-                    "context size.", from_run=True,
-                )
+                n, ctx = sp.inspection.token_count, sp.inspection.n_ctx
+                if self.turns:
+                    words = (f"This conversation no longer fits: its prompt is {count(n, 'token')} "
+                             f"and the context holds {count(ctx, 'token')}. Start a new "
+                             "conversation, or take the last turn back and shorten it.")
+                else:
+                    words = (f"The prompt is {count(n, 'token')} but the context holds "
+                             f"{count(ctx, 'token')}. Shorten it or raise the context size.")
+                self.panes[side].show_error(words, from_run=True)
                 self.active.discard(side)
                 continue
             r = sp.inspection.rendered

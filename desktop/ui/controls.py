@@ -31,6 +31,11 @@ from desktop.core.types import SamplingParams
 
 TOP_LOGPROBS = 10  # alternatives kept per token for the heatmap's hover
 RUN_TIP = "Run both models (Ctrl+Enter)"
+FOLLOW_UP_TIP = ("Keep these answers as a turn of a conversation and ask your next message: each "
+                 "model reads its own earlier answers (Ctrl+Shift+Enter). With the message above "
+                 "already changed, it is asked at once.")
+FOLLOW_UP_PLACEHOLDER = "Write your follow-up… (Ctrl+Enter runs, Esc stops)"
+PROMPT_PLACEHOLDER = "Type a question or the start of a text… (Ctrl+Enter runs, Esc stops)"
 _MESSAGE_STYLE = {
     "error": "QLabel { color: #991b1b; background: #fee2e2; border: 1px solid #fca5a5;"
              " border-radius: 4px; padding: 4px; }",
@@ -39,14 +44,18 @@ _MESSAGE_STYLE = {
 
 
 class PromptEdit(QPlainTextEdit):
-    """Multi-line prompt: Ctrl+Enter runs, Esc stops."""
+    """Multi-line prompt: Ctrl+Enter runs, Ctrl+Shift+Enter follows up, Esc stops."""
 
     runRequested = Signal()
     stopRequested = Signal()
+    followUpRequested = Signal()
 
     def keyPressEvent(self, e: QKeyEvent) -> None:  # noqa: N802
         if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and e.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            self.runRequested.emit()
+            if e.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self.followUpRequested.emit()
+            else:
+                self.runRequested.emit()
             return
         if e.key() == Qt.Key.Key_Escape:
             self.stopRequested.emit()
@@ -57,6 +66,9 @@ class PromptEdit(QPlainTextEdit):
 class ControlsPanel(QWidget):
     runRequested = Signal()
     stopRequested = Signal()
+    followUpRequested = Signal()
+    newConversationRequested = Signal()
+    editLastTurnRequested = Signal()
     inputsChanged = Signal()  # prompt, system or mode changed (the inspector refreshes)
     runModeChanged = Signal(str)
 
@@ -68,7 +80,7 @@ class ControlsPanel(QWidget):
         # the message, with Run and Stop beside it
         top = QHBoxLayout()
         self.prompt = PromptEdit()
-        self.prompt.setPlaceholderText("Type a question or the start of a text… (Ctrl+Enter runs, Esc stops)")
+        self.prompt.setPlaceholderText(PROMPT_PLACEHOLDER)
         self.prompt.setToolTip("Your message. Both models get it; Ctrl+Enter runs, Esc stops.")
         self.prompt.setAccessibleName("prompt")
         line = self.prompt.fontMetrics().lineSpacing()
@@ -76,9 +88,11 @@ class ControlsPanel(QWidget):
         self.prompt.setFixedHeight(3 * line + 14)  # three lines; a longer message scrolls
         self.prompt.runRequested.connect(self.runRequested)
         self.prompt.stopRequested.connect(self.stopRequested)
+        self.prompt.followUpRequested.connect(self.followUpRequested)
         self.prompt.textChanged.connect(self.inputsChanged)
         top.addWidget(self.prompt, 1)
-        buttons = QVBoxLayout()
+        buttons = QGridLayout()
+        buttons.setSpacing(4)
         self.run_button = QPushButton("Run")
         self.run_button.setToolTip(RUN_TIP)
         self.run_button.setDefault(True)
@@ -91,11 +105,41 @@ class ControlsPanel(QWidget):
         self.stop_button.setToolTip("Stop both models (Esc)")
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stopRequested)
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        buttons.addStretch(1)
+        self.follow_button = QPushButton("Follow up")
+        self.follow_button.setAccessibleName("follow up")
+        self.follow_button.setEnabled(False)
+        self.follow_button.setToolTip("Run a comparison first: a follow-up continues it")
+        self.follow_button.clicked.connect(self.followUpRequested)
+        buttons.addWidget(self.run_button, 0, 0, 1, 2)
+        buttons.addWidget(self.follow_button, 1, 0)
+        buttons.addWidget(self.stop_button, 1, 1)
+        buttons.setRowStretch(2, 1)
         top.addLayout(buttons)
         outer.addLayout(top)
+        # a conversation: which turn, what each model reads, the context left; take the last turn
+        # back or start over (shown once a follow-up kept a turn)
+        self.conversation_bar = QFrame()
+        self.conversation_bar.setObjectName("conversation")
+        self.conversation_bar.setStyleSheet(
+            "QFrame#conversation { background:#eef2ff; border-radius:4px; }")
+        cb = QHBoxLayout(self.conversation_bar)
+        cb.setContentsMargins(6, 2, 4, 2)
+        self.conversation_label = QLabel("")
+        self.conversation_label.setWordWrap(True)
+        self.conversation_label.setAccessibleName("conversation")
+        cb.addWidget(self.conversation_label, 1)
+        self.edit_turn_button = QPushButton("Edit last turn")
+        self.edit_turn_button.setToolTip(
+            "Take the last turn back: its message returns above with its answers, so you can "
+            "change it and Run it again")
+        self.edit_turn_button.clicked.connect(self.editLastTurnRequested)
+        cb.addWidget(self.edit_turn_button)
+        self.new_button = QPushButton("New conversation")
+        self.new_button.setToolTip("Forget the earlier turns and the answers: the next Run starts over")
+        self.new_button.clicked.connect(self.newConversationRequested)
+        cb.addWidget(self.new_button)
+        self.conversation_bar.hide()
+        outer.addWidget(self.conversation_bar)
         # why Run was refused, or what Based changed in your values: right under Run
         self.message = QLabel("")
         self.message.setWordWrap(True)
@@ -360,6 +404,20 @@ class ControlsPanel(QWidget):
         self._running = running
         self.stop_button.setEnabled(running)
         self._update_run_button()
+        self.edit_turn_button.setEnabled(not running)
+        self.new_button.setEnabled(not running)
+
+    def set_follow_up(self, reason: str) -> None:
+        """Follow up is possible ("") or not, with the reason as its tooltip."""
+        self.follow_button.setEnabled(not reason)
+        self.follow_button.setToolTip(reason or FOLLOW_UP_TIP)
+
+    def set_conversation(self, turns: int, words: str) -> None:
+        """``turns`` finished turns kept (0: no conversation, the bar hides); ``words``: what to
+        say about it (which turn comes, what each model reads, the context left)."""
+        self.conversation_bar.setVisible(turns > 0)
+        self.conversation_label.setText(words)
+        self.prompt.setPlaceholderText(FOLLOW_UP_PLACEHOLDER if turns else PROMPT_PLACEHOLDER)
 
     def set_blocked(self, reason: str) -> None:
         """Why Run cannot start at all ("" when it can): Run is disabled and its tooltip says why;

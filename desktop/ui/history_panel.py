@@ -135,6 +135,8 @@ class HistoryPanel(QWidget):
             keep = None
             for r in ev.payload:  # type: ignore[attr-defined]
                 prompt = r.user.replace("\n", " ")
+                if r.turns > 1:  # a conversation: its last message, after the number of turns
+                    prompt = f"[{r.turns} turns] {prompt}"
                 item = QTreeWidgetItem([r.created.replace("T", " ")[:16], prompt[:80],
                                         r.base_name, r.instruct_name])
                 item.setData(0, 256, r.id)
@@ -175,10 +177,21 @@ def _record_html(rec: Any) -> str:
         s = rec.shift.get("summary", {})
         shift = (f"<p><b>Token shift</b>: unshifted {s.get('unshifted', 0):.0%}, marginal "
                  f"{s.get('marginal', 0):.0%}, shifted {s.get('shifted', 0):.0%}</p>")
-    return (
-        f"<p style='color:gray'>{esc(rec.created)} · seed {rec.seed} · base mode {esc(rec.base_mode)}</p>"
-        f"<p><b>You</b>: {esc(rec.user)}</p>"
-        + (f"<p><b>System</b>: {esc(rec.system)}</p>" if rec.system else "")
-        + f"<h4>Base — {esc(rec.base.name)}</h4><p>{esc(rec.base_answer.text)}</p>"
-        f"<h4>Instruct — {esc(rec.instruct.name)}</h4><p>{esc(rec.instruct_answer.text)}</p>{shift}"
-    )
+    head = (f"<p style='color:gray'>{esc(rec.created)} · seed {rec.seed} · base mode "
+            f"{esc(rec.base_mode)}</p>"
+            + (f"<p><b>System</b>: {esc(rec.system)}</p>" if rec.system else ""))
+    turns = rec.turns()
+    body = []
+    for n, t in enumerate(turns, 1):
+        label = f" · turn {n} of {len(turns)}" if len(turns) > 1 else ""
+        if len(t.messages) == 1 and t.messages[0].get("role") == "user":
+            asked = f"<p><b>You</b>{label}: {esc(t.user)}</p>"
+        else:  # a conversation given as messages (based compare --messages)
+            from desktop.core.export import conversation_html
+
+            asked = f"<p style='color:gray'>{label[3:]}</p>" + conversation_html(t.messages)
+        body.append(
+            asked +
+            f"<h4>Base — {esc(rec.base.name)}</h4><p>{esc(t.base_answer.text)}</p>"
+            f"<h4>Instruct — {esc(rec.instruct.name)}</h4><p>{esc(t.instruct_answer.text)}</p>")
+    return head + "".join(body) + shift

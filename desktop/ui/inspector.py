@@ -167,7 +167,8 @@ class PromptInspector(QWidget):
         self.count_bar = QProgressBar()
         self.count_bar.setTextVisible(True)
         self.count_bar.setFormat("– tokens")
-        self.count_bar.setToolTip("Prompt tokens against the model's context window")
+        self.count_bar.setToolTip("Prompt tokens against the model's context window, and the "
+                                  "tokens left for the answer and later turns")
         lay.addWidget(self.count_bar)
         self.warnings = QLabel("")
         self.warnings.setWordWrap(True)
@@ -210,7 +211,9 @@ class PromptInspector(QWidget):
         bos = "BOS added by tokenizer" if ins.rendered.add_bos else "no BOS added by tokenizer"
         if ins.rendered.add_eos:
             bos += ", EOS added by tokenizer"
-        self.count_bar.setFormat(f"{ins.token_count:,} / {count(ins.n_ctx, 'token')} ({bos})")
+        left = max(ins.n_ctx - ins.token_count, 0)
+        self.count_bar.setFormat(f"{ins.token_count:,} / {count(ins.n_ctx, 'token')}, "
+                                 f"{left:,} left ({bos})")
         if ins.warnings:
             self.warnings.setText("⚠ " + "\n⚠ ".join(ins.warnings))
             self.warnings.show()

@@ -99,6 +99,7 @@ class LensController(QObject):
         ctl.resultsCleared.connect(self.on_results_cleared)
         ctl.pairChecked.connect(self.on_pair_checked)
         ctl.modelsChanged.connect(self.on_models_changed)
+        ctl.conversationChanged.connect(self.on_conversation_changed)
         ctl.hosts["base"].worker.shifted.connect(self.on_shifted)
         history.worker.happened.connect(self.on_history)
         self.panel.analyzeRequested.connect(self.analyze)
@@ -163,6 +164,13 @@ class LensController(QObject):
         else:
             self.panel.reset("Run a comparison first.", False)
 
+    @Slot()
+    def on_conversation_changed(self) -> None:
+        """A turn taken back puts its answers on screen again: the view can analyse them."""
+        if not self.ctl.active and self.ctl.results.get("instruct") is not None \
+                and not self.unavailable():
+            self._reset_ready()
+
     def _reset_ready(self) -> None:
         inst = self.ctl.results.get("instruct")
         if inst is None or not inst.tokens:
@@ -201,6 +209,16 @@ class LensController(QObject):
         def result(ev: object) -> GenerationResult:
             return GenerationResult(ev.request_id, ev.text, ev.tokens, ev.stats)  # type: ignore[attr-defined]
 
+        from desktop.core.history import turn_record
+
+        earlier = []
+        for t in self.ctl.turns:  # the conversation's earlier turns, each as it ran
+            bi, ii = t.report.base.inspection, t.report.instruct.inspection
+            if bi is None or ii is None:
+                return
+            earlier.append(turn_record([{"role": "user", "content": t.user}], bi.rendered,
+                                       ii.rendered, result(t.results["base"]),
+                                       result(t.results["instruct"]), t.params))
         self.history.save(SaveJob(
             self.ctl.run_id, self.ctl.paths["base"], self.ctl.paths["instruct"],
             loaded["base"].gguf if loaded["base"] else None,
@@ -209,6 +227,7 @@ class LensController(QObject):
             result(base), result(inst),
             LoadOptions(n_ctx=s.n_ctx, n_threads=self.ctl.threads_per_model(), n_gpu_layers=s.load_gpu_layers()),
             raw_control_tokens=b_ins.rendered.mode == "raw" and b_ins.rendered.parse_special,
+            earlier=tuple(earlier),
         ))
 
     @Slot(object)
@@ -273,6 +292,9 @@ class LensController(QObject):
             self.panel.show_error(side.error or "That prompt could not be built.")
             return
         r = side.inspection.rendered
+        if source != "chat" and rep.shift_base is not None:  # type: ignore[attr-defined]
+            # a conversation: the instruct side's earlier turns, in the base mode's form
+            r = rep.shift_base  # type: ignore[attr-defined]
         self.shift_id += 1
         p: SamplingParams = self.ctl.params
         greedy = p.temperature <= 0 or p.top_k == 1

@@ -22,13 +22,13 @@ from PySide6.QtWidgets import (
 
 from desktop.core import settings as settings_mod
 from desktop.core.errors import failure_sentence
-from desktop.core.fit import Verdict, assess_fit, free_ram_bytes
+from desktop.core.fit import assess_fit, free_ram_bytes
 from desktop.core.gguf_info import human_bytes
 from desktop.core.gguf_split import display_name
 from desktop.core.library import describe_removal, list_local_models, remove_model
 from desktop.core.settings import Settings
+from desktop.ui.catalog_view import VERDICT_COLOUR
 
-VERDICT_COLOUR = {Verdict.FITS: "#15803d", Verdict.TIGHT: "#b45309", Verdict.TOO_BIG: "#b91c1c"}
 WHERE = {"library": "models folder", "opened": "opened by hand", "hf-cache": "Hugging Face cache"}
 
 

@@ -145,6 +145,9 @@ class MainWindow(QMainWindow):
         c = self.controls
         c.runRequested.connect(self.run)
         c.stopRequested.connect(self.stop)
+        c.followUpRequested.connect(self.follow_up)
+        c.newConversationRequested.connect(self.new_conversation)
+        c.editLastTurnRequested.connect(self.edit_last_turn)
         c.inputsChanged.connect(self._inputs_changed)
         c.runModeChanged.connect(self._run_mode_changed)
         self.base_pane.modelChosen.connect(self._base_chosen)
@@ -155,6 +158,10 @@ class MainWindow(QMainWindow):
         self.controller.runningChanged.connect(self._running_changed)
         self.controller.modelsChanged.connect(self._models_changed)
         self.controller.pairChecked.connect(self._pair_checked)
+        for sig in (self.controller.conversationChanged, self.controller.resultsCleared,
+                    self.controller.reportReady, self.controller.runningChanged,
+                    self.controller.runFinished):
+            sig.connect(self._update_conversation)
         self.empty.getPairRequested.connect(self._show_models)
         self.empty.openBaseRequested.connect(self.base_pane.open_file)
         self.empty.openInstructRequested.connect(self.instruct_pane.open_file)
@@ -173,6 +180,8 @@ class MainWindow(QMainWindow):
         run_sc.activated.connect(self.run)
         stop_sc = QShortcut(QKeySequence("Escape"), self)
         stop_sc.activated.connect(self.stop)
+        follow_sc = QShortcut(QKeySequence("Ctrl+Shift+Return"), self)
+        follow_sc.activated.connect(self.follow_up)
 
     # -- slots ---------------------------------------------------------------------------------
 
@@ -190,6 +199,71 @@ class MainWindow(QMainWindow):
     @Slot()
     def stop(self) -> None:
         self.controller.stop()
+
+    # -- conversations -------------------------------------------------------------------------
+
+    @Slot()
+    def follow_up(self) -> None:
+        """Keep the answers as a turn and go on: a message already changed above is asked at
+        once; otherwise the message box empties for the next one."""
+        self.tabs.setCurrentIndex(0)
+        reason = self.controller.follow_up_blocker()
+        if reason:
+            self.controls.show_message(reason, error=True)
+            return
+        text = self.controls.prompt.toPlainText()
+        asked = self.controller.run_inputs[0] if self.controller.run_inputs else ""
+        self.controller.follow_up()
+        if text.strip() and text != asked:
+            self.run()
+        else:
+            self.controls.prompt.clear()
+            self.controls.prompt.setFocus()
+
+    @Slot()
+    def new_conversation(self) -> None:
+        self.controller.new_conversation()
+        self.controls.prompt.setFocus()
+
+    @Slot()
+    def edit_last_turn(self) -> None:
+        user = self.controller.edit_last_turn()
+        if user or self.controller.results.get("instruct") is not None:
+            self.controls.prompt.setPlainText(user)
+            self.controls.prompt.setFocus()
+
+    @Slot()
+    def _update_conversation(self, *_args: object) -> None:
+        ctl = self.controller
+        self.controls.set_follow_up(ctl.follow_up_blocker())
+        kept = len(ctl.turns)
+        answered = any(ctl.results.values())
+        self.controls.edit_turn_button.setVisible(kept > 0 and not answered)
+        self.controls.edit_turn_button.setText(f"Edit turn {kept}")
+        self.controls.set_conversation(kept, self.conversation_words() if kept else "")
+
+    def conversation_words(self) -> str:
+        """The conversation bar: which turn this is, how the base model reads the earlier ones,
+        and how much context each side has left (a warning when an answer may not fit)."""
+        from desktop.core.prompts import BaseMode
+        from desktop.core.words import count
+
+        ctl = self.controller
+        words = [f"Turn {len(ctl.turns) + 1} of a conversation.",
+                 BaseMode(self.controls.base_mode()).follow_up_form()]
+        left = ctl.context_left()
+        known = {s: n for s, n in left.items() if n is not None and ctl.paths[s]}
+        if known:
+            words.append("Context left: " + ", ".join(
+                f"{side} {count(max(n, 0), 'token')}" for side, n in known.items()) + ".")
+            need = self.controls.max_tokens.value()
+            tight = [s for s, n in known.items() if n < need]
+            if tight:
+                words.append(
+                    f"The {' and '.join(tight)} model{'s have' if len(tight) > 1 else ' has'} less "
+                    f"room than Max tokens ({need:,}), so an answer may be cut short: start a new "
+                    "conversation to make room.")
+        return " ".join(words)
 
     @Slot()
     def show_gallery(self) -> None:

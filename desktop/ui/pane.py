@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSpinBox,
+    QSplitter,
     QTabWidget,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -83,6 +85,25 @@ class StatusLine(QWidget):
         p.drawText(r, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap),
                    self._text)
         p.end()
+
+
+def transcript_html(turns: list[tuple[str, str]], current: str | None) -> str:
+    """One side of a conversation: each earlier message and this model's own answer to it, then
+    the message being answered now."""
+
+    def para(text: str) -> str:
+        return html.escape(text).replace("\n", "<br>")
+
+    parts = []
+    for n, (user, answer) in enumerate(turns, 1):
+        parts.append(f"<p style='margin:6px 0 2px 0'><b>You</b> <span style='color:#6b7280'>"
+                     f"· turn {n}</span><br>{para(user)}</p>")
+        shown = para(answer) if answer.strip() else "<i>(no text)</i>"
+        parts.append(f"<p style='margin:2px 0 6px 14px; color:#374151'>{shown}</p>")
+    if current is not None:
+        parts.append(f"<p style='margin:6px 0 2px 0'><b>You</b> <span style='color:#6b7280'>"
+                     f"· turn {len(turns) + 1}</span><br>{para(current)}</p>")
+    return "".join(parts)
 
 
 class ModelPane(QWidget):
@@ -157,8 +178,19 @@ class ModelPane(QWidget):
         al = QVBoxLayout(answer_box)
         al.setContentsMargins(0, 0, 0, 0)
         al.setSpacing(2)
+        # a conversation: this model's side of the earlier turns, above the answer
+        self.transcript = QTextBrowser()
+        self.transcript.setAccessibleName(f"{side} conversation")
+        self.transcript.setToolTip("The conversation so far, with this model's own earlier answers")
+        self.transcript.hide()
         self.answer = AnswerView()
-        al.addWidget(self.answer, 1)
+        self.answer_split = QSplitter(Qt.Orientation.Vertical)
+        self.answer_split.setChildrenCollapsible(False)
+        self.answer_split.addWidget(self.transcript)
+        self.answer_split.addWidget(self.answer)
+        self.answer_split.setStretchFactor(0, 2)
+        self.answer_split.setStretchFactor(1, 3)
+        al.addWidget(self.answer_split, 1)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: palette(mid)")
@@ -267,6 +299,18 @@ class ModelPane(QWidget):
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 
+    def set_transcript(self, turns: list[tuple[str, str]], current: str | None = None) -> None:
+        """Show this side of the conversation's earlier turns (message, this model's answer) and
+        the message answered now above the answer; hidden when there are none."""
+        if not turns:
+            self.transcript.clear()
+            self.transcript.hide()
+            return
+        self.transcript.setHtml(transcript_html(turns, current))
+        self.transcript.show()
+        bar = self.transcript.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
     def show_error(self, message: str, *, from_run: bool = False) -> None:
         self.error.setText(message)
         self.error.show()
@@ -330,8 +374,10 @@ class ModelPane(QWidget):
 
 
 def stats_line(stats: GenerationStats) -> str:
+    reused = (f" ({count(stats.cached_tokens, 'token')} reused from the cache)"
+              if stats.cached_tokens else "")
     return (
-        f"{count(stats.prompt_tokens, 'prompt token')} · first token after "
+        f"{count(stats.prompt_tokens, 'prompt token')}{reused} · first token after "
         f"{stats.time_to_first_token_s:.2f} s · {count(stats.generated_tokens, 'token')} at "
         f"{stats.tokens_per_second:.1f} tok/s · {stats.stop_reason.words}"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from desktop.core.prompts import PromptInspection
+from desktop.core.prompts import PromptInspection, RenderedPrompt
 from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, LoadOptions, StreamToken
 
 
@@ -55,8 +55,21 @@ class GenerationFailed:
 
 
 @dataclass(frozen=True)
+class EarlierTurn:
+    """A finished turn of the conversation on screen: the user's message and each side's answer
+    (text and tokens, so the worker can mark the control tokens each model generated)."""
+
+    user: str
+    base_text: str
+    base_tokens: tuple[StreamToken, ...]
+    instruct_text: str
+    instruct_tokens: tuple[StreamToken, ...]
+
+
+@dataclass(frozen=True)
 class PromptJob:
-    """What the inspector worker renders: both sides' prompts for one conversation."""
+    """What the inspector worker renders: both sides' prompts for one conversation (the earlier
+    ``turns``, each side with its own answers, then ``user``)."""
 
     request_id: int
     user: str
@@ -65,6 +78,8 @@ class PromptJob:
     base_path: str
     instruct_path: str
     raw_control_tokens: bool = False  # raw mode: the text's control-token texts are control tokens
+    turns: tuple[EarlierTurn, ...] = ()
+    n_ctx: tuple[int, int] = (0, 0)  # (base, instruct) context sizes; 0: the worker's default
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,9 @@ class PromptReport:
     request_id: int
     base: SidePrompt
     instruct: SidePrompt
+    # token shift with the base mode's prompt: the *instruct* side's conversation (its own
+    # earlier answers) in the base mode's form; None for a single turn (then it is ``base``'s)
+    shift_base: RenderedPrompt | None = None
 
 
 @dataclass(frozen=True)

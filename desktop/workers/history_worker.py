@@ -33,6 +33,7 @@ class SaveJob:
     load: LoadOptions
     shift: dict[str, Any] | None = None
     raw_control_tokens: bool = False
+    earlier: tuple[Any, ...] = ()  # desktop.core.history.TurnRecord: a conversation's earlier turns
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class HistoryWorker(QObject):
                 user=job.user, system=job.system, base_mode=job.base_mode,
                 base_prompt=job.base_prompt, instruct_prompt=job.instruct_prompt, params=job.params,
                 base_result=job.base_result, instruct_result=job.instruct_result, load=job.load,
-                shift=job.shift, raw_control_tokens=job.raw_control_tokens,
+                shift=job.shift, raw_control_tokens=job.raw_control_tokens, earlier=job.earlier,
             )
             rid = self.store().add(rec)
             self.happened.emit(HistoryEvent("saved", job.run_id, rid))

@@ -15,6 +15,7 @@ from desktop.core.prompts import (
     inspect_prompt,
     render_base,
     render_instruct,
+    tokenizer_facts_for,
 )
 from desktop.core.types import GGUFInfo
 from desktop.workers.events import PairJob, PairReport, PromptJob, PromptReport, SidePrompt
@@ -29,9 +30,28 @@ def _inspect(info: GGUFInfo, rendered: RenderedPrompt, n_ctx: int) -> PromptInsp
     )
 
 
+def _conversations(job: PromptJob, infos: dict[str, GGUFInfo | None]) -> dict[str, Conversation]:
+    """Each side's conversation: the earlier turns with *its own* answers, then the new message.
+    A model's answer keeps the control tokens it generated (its tokenizer's facts)."""
+    from desktop.core.conversation import ComparedTurn, Message, answer_message, side_conversation
+
+    system = job.system or None
+    if not job.turns:
+        conv = Conversation(job.user, system)
+        return {"base": conv, "instruct": conv}
+    facts = {s: tokenizer_facts_for(i) if i is not None else None for s, i in infos.items()}
+    turns = [
+        ComparedTurn((Message("user", t.user),),
+                     answer_message(t.base_text, t.base_tokens, facts["base"]),
+                     answer_message(t.instruct_text, t.instruct_tokens, facts["instruct"]))
+        for t in job.turns
+    ]
+    then = (Message("user", job.user),)
+    return {s: side_conversation(system, turns, s, then) for s in ("base", "instruct")}
+
+
 def build_report(job: PromptJob, n_ctx: int = DEFAULT_N_CTX) -> PromptReport:
     """Plain function (no Qt) so it is testable and reusable by the self-test."""
-    conv = Conversation(job.user, job.system or None)
     infos: dict[str, GGUFInfo | None] = {"base": None, "instruct": None}
     errors: dict[str, str | None] = {"base": None, "instruct": None}
     for side, path in (("base", job.base_path), ("instruct", job.instruct_path)):
@@ -43,16 +63,27 @@ def build_report(job: PromptJob, n_ctx: int = DEFAULT_N_CTX) -> PromptReport:
         except BasedError as exc:
             errors[side] = str(exc)
 
+    try:
+        convs = _conversations(job, infos)
+    except BasedError as exc:
+        return PromptReport(job.request_id, SidePrompt("base", None, str(exc)),
+                            SidePrompt("instruct", None, str(exc)))
+
     def side_prompt(side: str) -> SidePrompt:
         info = infos[side]
         if info is None:
             return SidePrompt(side, None, errors[side])
-        ctx = min(n_ctx, info.context_length) if info.context_length else n_ctx
+        given = job.n_ctx[0 if side == "base" else 1]
+        if given > 0:
+            ctx = given  # the loaded model's context
+        else:
+            ctx = min(n_ctx, info.context_length) if info.context_length else n_ctx
         try:
             if side == "instruct":
-                rendered = render_instruct(info, conv, merge_system_if_refused=True)
+                rendered = render_instruct(info, convs[side], merge_system_if_refused=True)
             else:
-                rendered = render_base(BaseMode(job.base_mode), conv, base=info, twin=infos["instruct"],
+                rendered = render_base(BaseMode(job.base_mode), convs[side], base=info,
+                                       twin=infos["instruct"],
                                        raw_control_tokens=job.raw_control_tokens)
             return SidePrompt(side, _inspect(info, rendered, ctx), None, rendered.template.text)
         except BasedError as exc:
@@ -60,7 +91,17 @@ def build_report(job: PromptJob, n_ctx: int = DEFAULT_N_CTX) -> PromptReport:
         except Exception as exc:  # never let a stranger's template kill the worker
             return SidePrompt(side, None, failure_sentence("The prompt could not be built", exc))
 
-    return PromptReport(job.request_id, side_prompt("base"), side_prompt("instruct"))
+    shift_base = None
+    if job.turns and infos["base"] is not None:
+        try:
+            shift_base = render_base(BaseMode(job.base_mode), convs["instruct"], base=infos["base"],
+                                     twin=infos["instruct"],
+                                     raw_control_tokens=job.raw_control_tokens)
+        except BasedError:
+            shift_base = None
+        except Exception:
+            shift_base = None
+    return PromptReport(job.request_id, side_prompt("base"), side_prompt("instruct"), shift_base)
 
 
 class PromptWorker(QObject):

@@ -31,23 +31,77 @@ def test_the_table_covers_the_families_we_promise() -> None:
     assert sum("expected" in c for c in CASES) >= 100
 
 
+# conversations of each kind, each recorded on every template of the table
+KINDS = ("three_turns", "three_turns_no_gen", "content_parts", "think_earlier_turns",
+         "reasoning_content", "tools_offered", "tool_calls", "tools_and_tool_calls",
+         "continue_final", "continue_final_space", "roles_not_alternating")
+
+
+def test_the_table_covers_every_kind_of_conversation() -> None:
+    templates = {c["template"] for c in CASES}
+    for kind in KINDS:
+        rendered = {c["template"] for c in CASES if c["conversation"] == kind and "expected" in c}
+        assert {c["template"] for c in CASES if c["conversation"] == kind} == templates, kind
+        assert len(rendered) >= 8, kind  # real templates render it, not just refuse it
+    tool_templates = {c["template"] for c in CASES
+                      if c["conversation"] == "tools_and_tool_calls" and "expected" in c
+                      and "get_time" in c["expected"] and "Paris" in c["expected"]}
+    for family in ("Qwen-Qwen3", "Llama-3.1", "Mistral-Small", "granite-4.0", "Hermes-3"):
+        assert any(family in t for t in tool_templates), family
+
+
+def test_qwen3_drops_the_reasoning_of_earlier_turns_only() -> None:
+    case = next(c for c in CASES if c["template"] == "Qwen-Qwen3-0.6B.jinja"
+                and c["conversation"] == "think_earlier_turns")
+    out = case["expected"]
+    assert "Two and two" not in out and "Three and three" not in out  # earlier turns' reasoning
+    assert "<|im_start|>assistant\n2+2 = 4.<|im_end|>" in out
+    assert out.endswith("<|im_start|>user\nAnd 4+4?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def _kwargs(case: dict) -> dict:
+    return dict(
+        bos_token=case["bos_token"], eos_token=case["eos_token"],
+        add_generation_prompt=case["add_generation_prompt"], tools=case.get("tools"),
+        continue_final_message=case.get("continue_final_message", False), now=FIXED_NOW,
+    )
+
+
 @pytest.mark.parametrize(
     "case", CASES, ids=[f"{c['template']}-{c['conversation']}" for c in CASES]
 )
 def test_matches_transformers(case: dict) -> None:
     source = (DATA / case["template"]).read_text(encoding="utf-8")
-    kwargs = dict(
-        bos_token=case["bos_token"], eos_token=case["eos_token"],
-        add_generation_prompt=case["add_generation_prompt"], now=FIXED_NOW,
-    )
+    kwargs = _kwargs(case)
+    before = json.dumps(case["messages"])
     if "expected" in case:
         assert render_template(source, case["messages"], **kwargs) == case["expected"]
     else:
         with pytest.raises(TemplateError) as ei:
             render_template(source, case["messages"], **kwargs)
-        if "System role not supported" in case["error"]:
-            assert isinstance(ei.value, TemplateRefused)
-            assert "System role not supported" in str(ei.value)
+        for words in ("System role not supported", "roles must alternate"):
+            if words in case["error"]:
+                assert isinstance(ei.value, TemplateRefused)
+                assert words in str(ei.value) and words in ei.value.reason
+    assert json.dumps(case["messages"]) == before  # the caller's messages are never changed
+
+
+def test_continue_final_message_and_generation_prompt_exclude_each_other() -> None:
+    with pytest.raises(TemplateError, match="cannot go together"):
+        render_template(BUILTIN_TEMPLATES["chatml"], [{"role": "assistant", "content": "x"}],
+                        add_generation_prompt=True, continue_final_message=True)
+
+
+@pytest.mark.parametrize(("messages", "words"), [
+    ([], "conversation is empty"),
+    ([{"role": "assistant", "content": None}], "no content to continue"),
+    ([{"role": "assistant", "content": [{"type": "image"}]}], "no text part"),
+    ([{"role": "assistant", "content": "Paris"}], "changes the final message"),
+])
+def test_continue_final_message_refusals_in_words(messages: list, words: str) -> None:
+    src = "{% for m in messages %}{{ m.content | replace('Paris', 'Rome') }}{% endfor %}"
+    with pytest.raises(TemplateError, match=words):
+        render_template(src, messages, add_generation_prompt=False, continue_final_message=True)
 
 
 def test_strftime_now_uses_the_clock() -> None:
@@ -140,7 +194,7 @@ def test_raise_exception_carries_the_templates_words() -> None:
 
 
 def test_runtime_errors_become_plain_sentences() -> None:
-    with pytest.raises(TemplateError, match="Use another template"):
+    with pytest.raises(TemplateError, match="use another template"):
         render_template("{{ messages[5]['content'] + 1 }}", [{"role": "user", "content": "x"}])
 
 
