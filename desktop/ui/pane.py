@@ -134,14 +134,15 @@ class ModelPane(QWidget):
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: palette(mid)")
         self.info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        # two lines at least, so both panes' answers start at the same height
-        self.info.setMinimumHeight(2 * self.info.fontMetrics().lineSpacing())
+        self.info.setMinimumHeight(self.info.fontMetrics().lineSpacing())
         lay.addWidget(self.info)
         # where the model runs ("GPU: Radeon 780M via Vulkan, 30/30 layers" or "CPU (AVX2)") and
-        # the choice of where models run
+        # the choice of where models run: with the line above, both panes' answers start at the
+        # same height
         where_row = QHBoxLayout()
         self.where = QLabel("")
         self.where.setAccessibleName(f"{side} runs on")
+        self.where.setStyleSheet("color: palette(mid)")
         self.where.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         where_row.addWidget(self.where, 1)
         self.gpu_choice = QComboBox()
