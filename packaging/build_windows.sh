@@ -227,7 +227,7 @@ if find "$BUNDLE" -iname 'icuuc*.dll' | grep -q .; then
     echo "the bundle picked up Wine's icuuc.dll stand-in" >&2
     exit 1
 fi
-NEED=(libllama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll)
+NEED=(libllama.dll ggml.dll ggml-base.dll ggml-cpu-sse42.dll ggml-cpu-haswell.dll)
 [[ "$("$ROOT/packaging/build_llama.sh" --print-vulkan)" == ON ]] && NEED+=(ggml-vulkan.dll)
 for need in "${NEED[@]}"; do
     [[ -f "$BUNDLE/_internal/llama_cpp/lib/$need" ]] || { echo "bundle lacks llama_cpp/lib/$need" >&2; exit 1; }

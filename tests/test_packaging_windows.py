@@ -190,7 +190,9 @@ def test_installs_per_user_and_registers_its_uninstaller(installed: Installed) -
         assert (app / name).is_file(), name
     lib = app / "_internal" / "llama_cpp" / "lib"
     variants = sorted(p.name for p in lib.glob("ggml-cpu-*.dll"))
-    assert {"ggml-cpu-x64.dll", "ggml-cpu-sse42.dll", "ggml-cpu-haswell.dll"} <= set(variants), variants
+    # the Linux build's variants (packaging/build_llama.sh --print-cpu-variants): x86-64-v2 and up
+    assert {"ggml-cpu-sse42.dll", "ggml-cpu-haswell.dll", "ggml-cpu-zen4.dll"} <= set(variants), variants
+    assert "ggml-cpu-x64.dll" not in variants, variants
     assert (lib / "libllama.dll").is_file() and (lib / "ggml.dll").is_file()
     assert (app / "_internal" / "licenses" / "THIRD_PARTY_NOTICES.md").is_file()
     assert not list(app.rglob("icuuc*.dll")), "Wine's icuuc stand-in must not ship"

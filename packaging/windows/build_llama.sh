@@ -141,7 +141,7 @@ import sys
 path, old = sys.argv[1], sys.argv[2]
 text = open(path, encoding="utf-8").read()
 new = old.replace("if (NOT MSVC)", "if (NOT MSVC AND NOT MINGW)")
-if new in text:
+if new in text or "if (NOT MSVC AND NOT MINGW)" in text:  # patched (and maybe cut) already: a rerun
     sys.exit(0)
 if text.count(old) != 1:
     sys.exit(f"build_llama.sh: {path} no longer has the sapphirerapids variant block it patches")
@@ -246,7 +246,7 @@ if grep -l -a -F "$WORK" "$DLLS"/*.dll >&2; then
     exit 1
 fi
 # llama.cpp names it libllama.dll (ggml drops the prefix); llama-cpp-python loads either name.
-NEED=(libllama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll)
+NEED=(libllama.dll ggml.dll ggml-base.dll ggml-cpu-sse42.dll ggml-cpu-haswell.dll)
 [[ "$VULKAN" == ON ]] && NEED+=(ggml-vulkan.dll)
 for need in "${NEED[@]}"; do
     [[ -f "$DLLS/$need" ]] || { echo "build_llama.sh: $need was not built" >&2; exit 1; }
