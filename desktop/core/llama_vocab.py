@@ -193,7 +193,9 @@ def _ggml_function(llama_cpp: Any, name: str) -> Any:
 
     dlsym on libllama's handle also searches the libraries it depends on (Linux, macOS); on
     Windows GetProcAddress does not, but loading ggml.dll by its full path returns the module
-    libllama already loaded.
+    libllama already loaded. There a DLL exports only its own functions: the registry's
+    (``ggml_backend_dev_count``, ``ggml_backend_load_all_from_path``) are in ggml.dll, a device's
+    and a backend's (``ggml_backend_dev_name``, ``ggml_backend_dev_memory``) in ggml-base.dll.
 
     Never llama-cpp-python's ``_ggml.libggml`` on Linux: a wheel cannot hold symlinks, so
     ``lib/libggml.so`` is a copy of the ``libggml.so.0`` that libllama loaded, a second ggml with
@@ -211,9 +213,12 @@ def _ggml_function(llama_cpp: Any, name: str) -> Any:
     except AttributeError:
         pass
     lib_dir = Path(llama_cpp.llama_cpp.__file__).resolve().parent / "lib"
-    for candidate in ("ggml.dll", "libggml.dll"):
+    for candidate in ("ggml.dll", "libggml.dll", "ggml-base.dll", "libggml-base.dll"):
         if (lib_dir / candidate).is_file():
-            return getattr(ctypes.CDLL(str(lib_dir / candidate)), name)
+            try:
+                return getattr(ctypes.CDLL(str(lib_dir / candidate)), name)
+            except AttributeError:
+                continue
     raise AttributeError(name)
 
 
