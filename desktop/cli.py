@@ -346,12 +346,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     if not args.json:
                         _out(tok.text)
                 stats = engine.last_stats
-                where = engine.info.backend
-                n_ctx = engine.info.n_ctx
+                loaded = engine.info
+                where = loaded.where
             notes = [n for n in (prompt_note,) if n] + pair_notes + notes
             results[side] = {"prompt": rendered.text, "text": "".join(parts),
-                             "stats": {**stats.to_dict(), "backend": where, "device": where,
-                                       "n_ctx": n_ctx},
+                             "stats": {**stats.to_dict(), "backend": loaded.backend,
+                                       "gpu_layers": loaded.gpu_layers, "n_layer": loaded.n_layer,
+                                       "device": where, "n_ctx": loaded.n_ctx},
                              "params": {f: getattr(params, f) for f in SAMPLING_FIELDS},
                              "notes": notes}
             if not args.json:
@@ -403,13 +404,29 @@ def presets_help() -> str:
     return "\n".join(f"  {k}: {p.describe()}" for k, p in PRESETS.items())
 
 
+def gpu_layers_arg(text: str) -> int:
+    """``--n-gpu-layers``: "auto" (-2), "all" (-1), "cpu" (0) or a whole number."""
+    word = text.strip().lower()
+    named = {"auto": -2, "all": -1, "cpu": 0}
+    if word in named:
+        return named[word]
+    try:
+        return int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be auto, all, 0 (CPU only) or a number of layers, not {text!r}") from None
+
+
 def _add_runtime(p: argparse.ArgumentParser, n_ctx: int) -> None:
     r = p.add_argument_group("runtime")
     r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, up to 8)")
     r.add_argument("--n-ctx", type=int, default=n_ctx,
                    help=f"context size in tokens (default: {n_ctx:,}; lowered to what the model "
                         "was trained on, and Based says so)")
-    r.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    r.add_argument("--n-gpu-layers", type=gpu_layers_arg, default="auto", metavar="auto|all|N",
+                   help="where the model runs: auto (default: every layer on the GPU when the "
+                        "model and its context fit its free memory, else as many layers as fit, "
+                        "else the CPU), all, 0 (CPU only) or a number of layers on the GPU")
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
@@ -442,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="based", description="A base model next to its instruct twin.")
     parser.add_argument("--version", action="version", version=f"based {__version__}")
     parser.add_argument("--self-test", action="store_true", help="check this installation and exit")
+    # the GPU test run Based starts itself before it first uses a GPU (desktop.core.gpu_check)
+    parser.add_argument("--gpu-check", action="store_true",
+                        help="run the test Based runs before it first uses a GPU (the self-test "
+                             "model on the GPU against the CPU) and print its verdict as JSON")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     g = sub.add_parser("gui", help="open the window", description="Open the window.")
@@ -545,6 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(argv) if argv is not None else None)
         if args.self_test:
             return _self_test()
+        if args.gpu_check:
+            from desktop.core.gpu_check import main as gpu_check_main
+
+            return gpu_check_main()
         func = getattr(args, "func", None)
         if func is None:
             return cmd_gui(args)

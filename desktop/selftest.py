@@ -102,7 +102,7 @@ def check_model() -> dict[str, object]:
             gpu = bool(os.environ.get("BASED_SELFTEST_GPU")) and engine_mod.gpu_backend_available()
             opts = LoadOptions(n_ctx=N_CTX, n_threads=2, n_gpu_layers=-1 if gpu else 0, seed=0)
             with engine_mod.Engine(path, opts) as eng:
-                out: dict[str, object] = {"load_s": eng.info.load_s, "backend": eng.info.backend}
+                out: dict[str, object] = {"load_s": eng.info.load_s, "backend": eng.info.where}
                 step = "chat template"
                 if not eng.gguf.chat_template:
                     raise RuntimeError(f"{path.name} has no chat template")
@@ -127,7 +127,11 @@ def check_model() -> dict[str, object]:
                 out["gen_tokens"] = stats.generated_tokens
                 out["tok_s"] = stats.tokens_per_second
         if not gpu and engine_mod.gpu_backend_available():
-            out["backend"] = f"{out['backend']}, {engine_mod._backend_name()} offload available"
+            from desktop.core.devices import devices_label, gpu_devices
+
+            label = devices_label(gpu_devices())
+            if label:
+                out["backend"] = f"{out['backend']}, GPU available: {label}"
         return out
     except SelfTestFailure:
         raise

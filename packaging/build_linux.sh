@@ -141,6 +141,13 @@ done < <(find "$BUNDLE/_internal" -type f \( -name '*.so' -o -name '*.so.*' \) -
 for v in $("$ROOT/packaging/build_llama.sh" --print-cpu-variants); do
     [[ -e "$BUNDLE/_internal/llama_cpp/lib/libggml-cpu-$v.so" ]] || { echo "MISSING: libggml-cpu-$v.so"; missing=1; }
 done
+if [[ "$("$ROOT/packaging/build_llama.sh" --print-cmake-args | sed -n 's/^-DGGML_VULKAN=//p' | tail -1)" == ON ]] \
+        && [[ ! -e "$BUNDLE/_internal/llama_cpp/lib/libggml-vulkan.so" ]]; then
+    echo "MISSING: libggml-vulkan.so (llama.cpp's Vulkan backend)"; missing=1
+fi
+if [[ -e "$BUNDLE/_internal/_internal/libvulkan.so.1" || -e "$BUNDLE/_internal/libvulkan.so.1" ]]; then
+    echo "BUNDLED: libvulkan.so.1 must come from the system"; missing=1
+fi
 if [[ -e "$BUNDLE/_internal/llama_cpp/lib/libggml-cpu.so" ]]; then
     echo "NOT PORTABLE: the bundle holds a natively built libggml-cpu.so"; missing=1
 fi
@@ -201,7 +208,7 @@ Priority: optional
 Architecture: $DEBARCH
 Installed-Size: $SIZE_KB
 Depends: libc6 (>= ${GLIBC:-2.28}), libgl1, libegl1, libxcb1, libfontconfig1, libfreetype6
-Recommends: libwayland-client0, libwayland-cursor0, libwayland-egl1
+Recommends: libwayland-client0, libwayland-cursor0, libwayland-egl1, libvulkan1, mesa-vulkan-drivers | vulkan-icd
 Maintainer: Based developers <noreply@users.noreply.github.com>
 Homepage: https://github.com/based/based
 Description: base language model next to its instruct twin

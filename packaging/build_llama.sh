@@ -5,6 +5,9 @@
 #                                                 print the wheel's path as the last line
 #   packaging/build_llama.sh --print-cmake-args   the portable CMake flags, one per line
 #   packaging/build_llama.sh --print-cpu-variants the x86-64 CPU variants built, one per line
+#   packaging/build_llama.sh --print-vulkan       ON when the flags build the Vulkan backend, else OFF
+#   packaging/build_llama.sh --patch-vulkan FILE  apply the one source change (below) to a
+#                                                 ggml-vulkan.cpp (the Windows cross-build's)
 #   packaging/build_llama.sh --source DIR         unpack the verified sdist into DIR with the
 #                                                 CPU-variant list applied; print the source path
 #   packaging/build_llama.sh --print-sdist        download/verify the sdist; print its path
@@ -12,7 +15,10 @@
 #   packaging/build_llama.sh --print-key          the cache key of this build (its inputs' hash)
 #
 # The flags come from packaging/llama_cmake_args.txt (GGML_NATIVE=OFF, GGML_BACKEND_DL=ON,
-# GGML_CPU_ALL_VARIANTS=ON, ...) plus BASED_LLAMA_CMAKE_ARGS (e.g. "-DGGML_VULKAN=ON").
+# GGML_CPU_ALL_VARIANTS=ON, GGML_VULKAN=ON, ...) plus BASED_LLAMA_CMAKE_ARGS (later flags win,
+# e.g. "-DGGML_VULKAN=OFF"). With Vulkan, the shaders are compiled through
+# packaging/glslc_cached.sh: SPIR-V cached by content in <cache>/spirv, shared with the Windows
+# build and with rebuilds that change only CPU flags.
 # Of llama.cpp's 14 x86-64 CPU variants, the 7 in CPU_VARIANTS below are built (the others are
 # below Based's x86-64-v2 floor, server-only, or within a few percent of a kept one): the
 # source's variant list is cut to them before CMake runs, which halves the build. The wheel
@@ -57,6 +63,12 @@ cmake_args() {
     for extra in ${BASED_LLAMA_CMAKE_ARGS:-}; do printf '%s\n' "$extra"; done
 }
 
+vulkan_on() {  # the last GGML_VULKAN flag decides
+    local v
+    v="$(cmake_args | sed -n 's/^-DGGML_VULKAN=//p' | tail -1 | tr '[:lower:]' '[:upper:]')"
+    [[ "$v" == ON || "$v" == 1 || "$v" == TRUE || "$v" == YES ]]
+}
+
 sha256() { "$HOST_PY" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; }
 
 # One line naming the Debian packages to install when a build tool is missing.
@@ -69,6 +81,13 @@ check_host() {
         missing+=(python3 python3-venv)
     elif ! "$HOST_PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
         missing+=(python3-venv)
+    fi
+    if vulkan_on; then
+        command -v glslc >/dev/null 2>&1 || missing+=(glslc)
+        [[ -f /usr/include/vulkan/vulkan.hpp ]] || missing+=(libvulkan-dev)
+        [[ -f /usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake ]] || \
+            compgen -G "/usr/lib/*/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake" >/dev/null || \
+            missing+=(spirv-headers)
     fi
     if ((${#missing[@]})); then
         echo "build_llama.sh: missing build tools; install them with: sudo apt install ${missing[*]}" >&2
@@ -130,7 +149,33 @@ unpack_source() {
         grep -qE "ggml_add_cpu_backend_variant\($v[[:space:])]" "$cml" || {
             echo "build_llama.sh: llama.cpp has no CPU variant named $v" >&2; exit 1; }
     done
+    vulkan_headers_patch "$src/vendor/llama.cpp/ggml/src/ggml-vulkan/ggml-vulkan.cpp"
     printf '%s\n' "$src"
+}
+
+# llama.cpp 0.3.36's Vulkan backend always chains VK_EXT_layer_settings (used only for the
+# validation layer of GGML_VULKAN_VALIDATE builds) into vkCreateInstance; the Vulkan headers of
+# Debian 12 and Ubuntu 22.04 (1.3.239 / 1.3.204) predate that extension. The one source change:
+# that block only where the headers have it.
+vulkan_headers_patch() {
+    "$HOST_PY" - "$1" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+start = "    VkBool32 enable_best_practice = layer_settings;\n"
+end = "    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, layers, extensions, &layer_setting_info);\n"
+if "#ifdef VK_EXT_layer_settings /* Based */" in text:
+    sys.exit(0)
+if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+    sys.exit(f"build_llama.sh: {path} no longer has the layer-settings block it patches")
+a, b = text.index(start), text.index(end) + len(end)
+block = text[a:b]
+new = ("#ifdef VK_EXT_layer_settings /* Based */\n" + block + "#else\n"
+       "    GGML_UNUSED(layer_settings);\n"
+       "    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, layers, extensions);\n"
+       "#endif\n")
+open(path, "w", encoding="utf-8").write(text[:a] + new + text[b:])
+PY
 }
 
 cache_key() {
@@ -144,6 +189,12 @@ cache_key() {
         echo "libc $(ldd --version 2>&1 | head -1 || true)"
         echo "arch $(uname -m)"
         echo "script $(sha256 "${BASH_SOURCE[0]}")"
+        if vulkan_on; then
+            echo "glslc $(glslc --version 2>&1 | head -2 | tr '\n' ' ')"
+            echo "glslc-cache $(sha256 "$HERE/glslc_cached.sh")"
+            echo "vulkan-headers $(grep -m1 'define VK_HEADER_VERSION ' /usr/include/vulkan/vulkan_core.h 2>/dev/null)"
+            echo "spirv-headers $(dpkg-query -W -f='${Version}' spirv-headers 2>/dev/null || true)"
+        fi
     } | "$HOST_PY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:20])'
 }
 
@@ -152,13 +203,15 @@ case "${1:-}" in
     --print-cmake-args) cmake_args; exit 0 ;;
     --print-cpu-variants) printf '%s\n' $CPU_VARIANTS; exit 0 ;;
     --print-x86-variants) printf '%s\n' $X86_VARIANTS; exit 0 ;;  # all of llama.cpp's, for the cut
+    --print-vulkan) if vulkan_on; then echo ON; else echo OFF; fi; exit 0 ;;  # for the Windows build
+    --patch-vulkan) vulkan_headers_patch "${2:?--patch-vulkan needs ggml-vulkan.cpp}"; exit 0 ;;
     --source) check_host; SDIST="$(fetch_sdist)"; unpack_source "${2:?--source needs a folder}"; exit 0 ;;
     --print-cache-dir) echo "$CACHE"; exit 0 ;;
     --print-sdist) check_host; fetch_sdist; exit 0 ;;
     --print-key) check_host; cache_key; exit 0 ;;
     --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}" ;;
     "") ;;
-    *) echo "usage: $0 [--wheelhouse DIR | --print-cmake-args | --print-cpu-variants | --print-x86-variants | --source DIR | --print-sdist | --print-cache-dir | --print-key]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--wheelhouse DIR | --print-cmake-args | --print-cpu-variants | --print-x86-variants | --print-vulkan | --patch-vulkan FILE | --source DIR | --print-sdist | --print-cache-dir | --print-key]" >&2; exit 2 ;;
 esac
 
 check_host
@@ -181,6 +234,10 @@ else
     WORK="$(mktemp -d "$CACHE/llama/.build-XXXXXX")"
     trap 'rm -rf "$WORK"' EXIT
     ARGS="$(cmake_args | tr '\n' ' ')"
+    if vulkan_on; then  # every shader compiled once (packaging/glslc_cached.sh)
+        ARGS="$ARGS -DVulkan_GLSLC_EXECUTABLE=$HERE/glslc_cached.sh"
+        export BASED_GLSLC="$(command -v glslc)" BASED_SPIRV_CACHE="$CACHE/spirv"
+    fi
     start=$(date +%s)
     SRC="$(unpack_source "$WORK/src")"
     if ! CMAKE_ARGS="$ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" FORCE_CMAKE=1 \
@@ -193,9 +250,14 @@ else
     WHEEL="$(wheel_in "$WORK")"
     [[ -n "$WHEEL" ]] || { echo "build_llama.sh: pip wheel produced no wheel" >&2; exit 1; }
     # The wheel must hold the CPU variants and no natively built CPU backend.
-    if ! "$HOST_PY" - "$WHEEL" "$CPU_VARIANTS" <<'EOF'
+    VULKAN=0
+    if vulkan_on; then VULKAN=1; fi
+    if ! "$HOST_PY" - "$WHEEL" "$CPU_VARIANTS" "$VULKAN" <<'EOF'
 import re, sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
+vulkan = [n for n in names if re.search(r"llama_cpp/lib/(lib)?ggml-vulkan\.(so|dll)$", n)]
+if bool(vulkan) != (sys.argv[3] == "1"):
+    sys.exit(f"build_llama.sh: the wheel's Vulkan backend is {vulkan or 'missing'}, expected it {'in' if sys.argv[3] == '1' else 'out'}")
 found = sorted(m.group(2) for n in names
                if (m := re.search(r"llama_cpp/lib/(lib)?ggml-cpu-([\w.]+)\.(so|dll)$", n)))
 plain = [n for n in names if re.search(r"llama_cpp/lib/(lib)?ggml-cpu\.(so|dll)", n)]

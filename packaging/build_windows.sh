@@ -199,7 +199,10 @@ SITE="$WINPY/Lib/site-packages"
 "${PIP[@]}" install -q --no-compile --target "$SITE" --no-deps --no-index "${PLATFORM[@]}" "$WHEELS"/*.whl
 rm -rf "$SITE/bin"   # Linux launcher scripts pip wrote for the wheels' entry points
 
-export WINEPREFIX="$BUILD/wineprefix" WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+# The Wine prefix lives outside the clone: its dosdevices/z: links to / and setuptools' file walk
+# (any pip install of this project: the README's, build_linux.sh's, step 3 here) follows links,
+# so a prefix under build/ made every later install walk / over and over.
+export WINEPREFIX="$CACHE/windows/wineprefix" WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 "$WIN/wine_prefix.sh" "$WINEPREFIX" "$SITE/PySide6/Qt6Core.dll"
 winrun() {  # run a Windows program under Wine: no terminal on stdin, output piped
     # (Wine has the Universal CRT built in, not as api-ms-win-crt-*.dll files, so PyInstaller warns
@@ -227,7 +230,9 @@ if find "$BUNDLE" -iname 'icuuc*.dll' | grep -q .; then
     echo "the bundle picked up Wine's icuuc.dll stand-in" >&2
     exit 1
 fi
-for need in libllama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll; do
+NEED=(libllama.dll ggml.dll ggml-base.dll ggml-cpu-sse42.dll ggml-cpu-haswell.dll)
+[[ "$("$ROOT/packaging/build_llama.sh" --print-vulkan)" == ON ]] && NEED+=(ggml-vulkan.dll)
+for need in "${NEED[@]}"; do
     [[ -f "$BUNDLE/_internal/llama_cpp/lib/$need" ]] || { echo "bundle lacks llama_cpp/lib/$need" >&2; exit 1; }
 done
 

@@ -6,7 +6,9 @@
 #
 # 1. the portable tarball, unpacked and run as is: `based --self-test` under `env -i` must get
 #    as far as the window, and what it lacks must be only the graphics stack the docs list
-#    (libGL/libEGL/libxcb, fontconfig/freetype), nothing of Based's own (libllama, libggml, libgomp, Python, Qt);
+#    (libGL/libEGL/libxcb, fontconfig/freetype, and the Vulkan loader libvulkan.so.1, which only
+#    llama.cpp's Vulkan module links: without it that module does not load and the CPU runs the
+#    models), nothing of Based's own (libllama, libggml, libgomp, Python, Qt);
 # 2. the .deb, installed with apt (which pulls exactly the packages it declares): the installed
 #    `based --self-test` must pass, with its desktop entry, icons and metainfo in place, and the
 #    window must open on a real X server (Xvfb outside the root, its socket shared) through Qt's
@@ -76,12 +78,17 @@ tar -C "$R1/opt" -xzf "$TARBALL"
 APPDIR="$(cd "$R1/opt" && ls -d Based* | head -1)"
 out="$(in_root "$R1" sh -c "cd /opt/$APPDIR && ./based --self-test" 2>&1 || true)"
 echo "$out" | tail -3 | sed "s|^|  bare root (no libGL, so the window step cannot run): |"
-# Every library Based itself brings must resolve; only the desktop's graphics stack may be absent.
+# Every library Based itself brings must resolve; only the desktop's graphics stack (and the
+# Vulkan loader, for libggml-vulkan.so alone) may be absent.
 missing="$(in_root "$R1" sh -c "cd /opt/$APPDIR/_internal && export LD_LIBRARY_PATH=\$PWD && \
     find . -name '*.so*' -type f -exec ldd {} \; 2>/dev/null | grep 'not found' | awk '{print \$1}' | sort -u")"
 echo "not found on the bare root: ${missing//$'\n'/ }"
-unexpected="$(echo "$missing" | grep -Ev '^lib(GL|EGL|GLX|OpenGL|xcb|wayland-(client|cursor|egl)|fontconfig|freetype)\.so' || true)"
+unexpected="$(echo "$missing" | grep -Ev '^lib(GL|EGL|GLX|OpenGL|xcb|wayland-(client|cursor|egl)|fontconfig|freetype|vulkan)\.so' || true)"
 [[ -z "$unexpected" ]] || fail "the bundle misses libraries of its own: $unexpected"
+vk_users="$(in_root "$R1" sh -c "cd /opt/$APPDIR/_internal && export LD_LIBRARY_PATH=\$PWD && \
+    for f in \$(find . -name '*.so*' -type f); do ldd \$f 2>/dev/null | grep -q 'libvulkan.so.1 => not found' && echo \$f; done" || true)"
+[[ -z "$vk_users" || "$vk_users" == "./llama_cpp/lib/libggml-vulkan.so" ]] || \
+    fail "libraries other than llama.cpp's Vulkan module need the Vulkan loader: ${vk_users//$'\n'/ }"
 echo "$out" | grep -q "self-test: FAILED at window" \
     || echo "$out" | grep -q "self-test: ok" \
     || fail "the tarball's self-test did not reach the window step: $out"

@@ -12,11 +12,13 @@ piped, in an environment of its own (no BASED_HOME or HF_* from the test session
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +190,9 @@ def test_installs_per_user_and_registers_its_uninstaller(installed: Installed) -
         assert (app / name).is_file(), name
     lib = app / "_internal" / "llama_cpp" / "lib"
     variants = sorted(p.name for p in lib.glob("ggml-cpu-*.dll"))
-    assert {"ggml-cpu-x64.dll", "ggml-cpu-sse42.dll", "ggml-cpu-haswell.dll"} <= set(variants), variants
+    # the Linux build's variants (packaging/build_llama.sh --print-cpu-variants): x86-64-v2 and up
+    assert {"ggml-cpu-sse42.dll", "ggml-cpu-haswell.dll", "ggml-cpu-zen4.dll"} <= set(variants), variants
+    assert "ggml-cpu-x64.dll" not in variants, variants
     assert (lib / "libllama.dll").is_file() and (lib / "ggml.dll").is_file()
     assert (app / "_internal" / "licenses" / "THIRD_PARTY_NOTICES.md").is_file()
     assert not list(app.rglob("icuuc*.dll")), "Wine's icuuc stand-in must not ship"
@@ -211,6 +215,55 @@ def test_installed_app_passes_its_self_test(installed: Installed) -> None:
     assert r.returncode == 0, out
     line = r.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"based self-test: ok \(.*window ok.*llama\.cpp backend CPU.*\)", line), out
+
+
+def _lavapipe_icd() -> Path | None:
+    for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"):
+        found = sorted(Path(d).glob("lvp_icd*.json")) if Path(d).is_dir() else []
+        if found:
+            return found[0]
+    return None
+
+
+def test_installed_app_runs_a_model_on_a_vulkan_device(installed: Installed) -> None:
+    """ggml-vulkan.dll under Wine on Mesa's lavapipe (a software Vulkan device) through Wine's
+    vulkan-1.dll: `based.exe --gpu-check` loads the self-test model with every layer on it and
+    compares its greedy answer with the CPU's (desktop.core.gpu_check)."""
+    lib = installed.app / "_internal" / "llama_cpp" / "lib"
+    assert not list(installed.app.rglob("vulkan-1.dll")), "the Vulkan loader must come from the system"
+    if not (lib / "ggml-vulkan.dll").is_file():
+        pytest.skip("this installer was built without the Vulkan backend")
+    icd = _lavapipe_icd()
+    missing = "Xvfb" if not shutil.which("Xvfb") else "lavapipe (mesa-vulkan-drivers)" if icd is None else ""
+    if missing:
+        if os.environ.get("BASED_REQUIRE_VULKAN") == "1":
+            pytest.fail(f"the Windows Vulkan test must run here, but {missing} is missing")
+        pytest.skip(f"needs {missing}")
+    # Wine's Vulkan goes through its X11 driver: a display, and a wineserver started with it
+    number = 80 + os.getpid() % 9
+    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-nolisten", "tcp", "-screen", "0", "1024x768x24"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(installed.wine.env, DISPLAY=f":{number}", VK_ICD_FILENAMES=str(icd),
+               VK_DRIVER_FILES=str(icd), GGML_VK_VISIBLE_DEVICES="0")  # lavapipe is a CPU-type device
+    wine = Wine(installed.wine.prefix, env)
+    try:
+        deadline = time.monotonic() + 30
+        while not Path(f"/tmp/.X11-unix/X{number}").exists():
+            assert xvfb.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.1)
+        subprocess.run(["wineserver", "-k"], env=env, check=False)
+        wine.wait()
+        r = wine.run(installed.app / "based.exe", "--gpu-check")
+        subprocess.run(["wineserver", "-k"], env=env, check=False)
+        wine.wait()
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=30)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    verdict = json.loads(r.stdout.strip().splitlines()[-1])
+    assert verdict["gpu"] is True and verdict["ok"] is True, out
+    assert any("llvmpipe" in d for d in verdict["devices"]), verdict
 
 
 def test_silent_uninstall_removes_the_app_shortcut_and_key(installed: Installed) -> None:

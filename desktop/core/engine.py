@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from desktop.core.engine_gpu import load_model, release
 from desktop.core.engine_parts import LoadCancelled, _load_progress, _stop_hold  # noqa: F401
 from desktop.core.errors import ContextOverflowError, ModelLoadError, failure_sentence
 from desktop.core.kv_cache import KVCache
 from desktop.core.llama_vocab import (  # noqa: F401  (re-exported: the engine's public helpers)
     LOAD_SETTINGS,
     MAX_TOP_K,
-    _backend_name,
     _llama,
     _log_softmax,
     _top_alts,
@@ -88,29 +88,18 @@ class Engine:
                 "Pick a full model file."
             )
         lib = _llama()
-        gpu_ok = gpu_backend_available()
-        n_gpu = opts.n_gpu_layers if gpu_ok else 0
-        notes: list[str] = []
-        if opts.n_gpu_layers != 0 and not gpu_ok:
-            notes.append("This build of llama.cpp has no GPU backend, so the model runs on the CPU.")
         n_threads = opts.n_threads or default_threads()
         n_ctx, ctx_note = fit_context(opts.n_ctx, self.gguf.context_length)
-        if ctx_note:
-            notes.append(ctx_note)
+        notes: list[str] = [ctx_note] if ctx_note else []
         t0 = time.perf_counter()
+        self._reservation = None
         try:
-            with _load_progress(progress):
-                self._llm = lib.Llama(
-                    model_path=self.path,
-                    n_ctx=n_ctx,
-                    n_batch=min(512, n_ctx),
-                    n_threads=n_threads,
-                    n_threads_batch=n_threads,
-                    n_gpu_layers=n_gpu,
-                    logits_all=False,
-                    seed=opts.seed,
-                    verbose=False,
-                )
+            # where the layers go (Auto, CPU only, a count), the GPU test run, the CPU when the
+            # GPU cannot take the model: desktop.core.engine_gpu
+            self._llm, self.plan, gpu_notes, self._reservation = load_model(
+                lib, self.path, opts, n_ctx=n_ctx, n_batch=min(512, n_ctx), n_threads=n_threads,
+                progress=progress)
+            notes.extend(gpu_notes)
         except LoadCancelled:
             raise
         except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
@@ -148,10 +137,14 @@ class Engine:
             n_vocab=n_vocab,
             n_threads=n_threads,
             gpu_requested=opts.n_gpu_layers != 0,
-            gpu_used=gpu_ok and n_gpu != 0,
-            backend=_backend_name() if (gpu_ok and n_gpu != 0) else cpu_backend_name(),
+            gpu_used=self.plan.on_gpu,
+            backend=self.plan.devices[0].backend if self.plan.on_gpu else cpu_backend_name(),
             load_s=time.perf_counter() - t0,
             note=" ".join(notes),
+            gpu_layers=self.plan.gpu_layers,
+            n_layer=int(lib.llama_model_n_layer(self._model.model)),
+            gpu_device=self.plan.device_label if self.plan.on_gpu else "",
+            cpu=cpu_backend_name(),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -160,6 +153,8 @@ class Engine:
         if getattr(self, "_closed", True):
             return
         self._closed = True
+        release(self._reservation)
+        self._reservation = None
         try:
             _llama().llama_batch_free(self._batch)
         except Exception:

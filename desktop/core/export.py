@@ -111,7 +111,8 @@ def settings_rows(record: ComparisonRecord) -> list[tuple[str, str]]:
         if v is None:
             continue
         if key == "n_gpu_layers":
-            load.append("all layers on the GPU" if v == -1 else f"{shown(v)} {label}")
+            named = {-2: "GPU layers: Auto", -1: "all layers on the GPU", 0: "CPU only"}
+            load.append(named.get(v, f"{shown(v)} {label}"))
         else:
             load.append(f"{label} {count(int(v), noun)}".strip())
     if load:

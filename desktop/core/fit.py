@@ -76,6 +76,21 @@ def free_ram_bytes() -> int | None:
 
 
 def free_vram_bytes() -> int | None:
+    """Free memory of the GPUs llama.cpp would offload to (bytes), or None when there is none.
+
+    Read from the device through ggml (``ggml_backend_dev_memory``: the Vulkan device's heaps and,
+    with ``VK_EXT_memory_budget``, its budget; :func:`desktop.core.devices.gpu_free_bytes`), so any
+    GPU the bundled backend can use counts: Intel, AMD and NVIDIA, integrated or not. nvidia-smi
+    is asked only when llama.cpp has no GPU device with a known memory size."""
+    from desktop.core.devices import gpu_free_bytes
+
+    free = gpu_free_bytes()
+    if free is not None:
+        return free
+    return _nvidia_smi_free()
+
+
+def _nvidia_smi_free() -> int | None:
     """Free memory of the first NVIDIA GPU via nvidia-smi, when there is one."""
     exe = shutil.which("nvidia-smi")
     if not exe:

@@ -166,10 +166,26 @@ def _patch_llama_cpp(llama_cpp: Any) -> None:
     _PATCHED = True
 
 
-_BACKENDS_LOADED = False
-_BACKENDS_LOCK = threading.Lock()
 _INIT_LOCK = threading.RLock()
 _READY = False
+_EXITING = False
+FIRST_USE_EXIT_WAIT_S = 30.0
+
+
+@atexit.register
+def _wait_for_first_use() -> None:
+    """At exit, let a thread that is loading llama.cpp's backends finish (up to 30 s).
+
+    The window's first GPU probe runs on a daemon thread; closing at once (the window self-test
+    does) leaves it inside ``ggml_backend_load_all_from_path``, where the Vulkan module logs
+    through our Python log callback. Once the interpreter is finalizing, that callback cannot
+    take the GIL, the C runtime ends the thread inside ggml-vulkan's C++ code, and the process
+    aborts ("FATAL: exception not rethrown") after a clean run. atexit handlers run before that;
+    a thread that comes later finds llama.cpp closed (RuntimeError) instead of starting it."""
+    global _EXITING
+    if _INIT_LOCK.acquire(timeout=FIRST_USE_EXIT_WAIT_S):
+        _EXITING = True
+        _INIT_LOCK.release()
 
 
 def _ggml_function(llama_cpp: Any, name: str) -> Any:
@@ -177,7 +193,9 @@ def _ggml_function(llama_cpp: Any, name: str) -> Any:
 
     dlsym on libllama's handle also searches the libraries it depends on (Linux, macOS); on
     Windows GetProcAddress does not, but loading ggml.dll by its full path returns the module
-    libllama already loaded.
+    libllama already loaded. There a DLL exports only its own functions: the registry's
+    (``ggml_backend_dev_count``, ``ggml_backend_load_all_from_path``) are in ggml.dll, a device's
+    and a backend's (``ggml_backend_dev_name``, ``ggml_backend_dev_memory``) in ggml-base.dll.
 
     Never llama-cpp-python's ``_ggml.libggml`` on Linux: a wheel cannot hold symlinks, so
     ``lib/libggml.so`` is a copy of the ``libggml.so.0`` that libllama loaded, a second ggml with
@@ -195,9 +213,12 @@ def _ggml_function(llama_cpp: Any, name: str) -> Any:
     except AttributeError:
         pass
     lib_dir = Path(llama_cpp.llama_cpp.__file__).resolve().parent / "lib"
-    for candidate in ("ggml.dll", "libggml.dll"):
+    for candidate in ("ggml.dll", "libggml.dll", "ggml-base.dll", "libggml-base.dll"):
         if (lib_dir / candidate).is_file():
-            return getattr(ctypes.CDLL(str(lib_dir / candidate)), name)
+            try:
+                return getattr(ctypes.CDLL(str(lib_dir / candidate)), name)
+            except AttributeError:
+                continue
     raise AttributeError(name)
 
 
@@ -210,16 +231,8 @@ def _load_backends(llama_cpp: Any) -> None:
     score on this CPU (CPUID) and loads the best. llama.cpp would otherwise search only the
     executable's folder and the current folder, which hold no backends (and the current folder
     is not ours to load code from). A build without ``GGML_BACKEND_DL`` has its CPU backend
-    registered already (count > 0): nothing to do."""
-    global _BACKENDS_LOADED
-    with _BACKENDS_LOCK:  # a second thread waits until every backend is registered
-        if _BACKENDS_LOADED:
-            return
-        _load_backends_now(llama_cpp)
-        _BACKENDS_LOADED = True
-
-
-def _load_backends_now(llama_cpp: Any) -> None:
+    registered already (count > 0): nothing to do. Called once, by ``_llama`` under
+    ``_INIT_LOCK``: a second thread waits there until every backend is registered."""
     try:
         count = _ggml_function(llama_cpp, "ggml_backend_reg_count")
         load_all = _ggml_function(llama_cpp, "ggml_backend_load_all_from_path")
@@ -242,8 +255,11 @@ def _llama() -> Any:
     if _READY:
         return llama_cpp
     # Once per process, and never half done: two threads (both panes, a pane and the inspector)
-    # may ask at once, and the second must not call llama.cpp before every backend is registered.
+    # may ask at once, and the second must not call llama.cpp before every backend (the Vulkan
+    # module initialises its instance for a while) is registered.
     with _INIT_LOCK:
+        if _EXITING:
+            raise RuntimeError("llama.cpp is not started while the process exits")
         if _LOG_CALLBACK is None and not os.environ.get("BASED_DEBUG"):
             # llama.cpp prints some messages at level NONE, which llama-cpp-python's own logger
             # always passes through; keep stderr clean for the CLI. The reference keeps the
@@ -314,17 +330,6 @@ def cpu_backend_name() -> str:
         return "CPU"
     label = cpu_variant_label(info)
     return "CPU" if label == "CPU" else f"CPU ({label})"
-
-
-def _backend_name() -> str:
-    try:
-        info = _llama().llama_print_system_info().decode("utf-8", "replace").upper()
-    except Exception:
-        return "CPU"
-    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
-        if f"{name} = 1" in info or f"{name} :" in info or f"{name}:" in info:
-            return name.title() if name != "CUDA" else "CUDA"
-    return "GPU" if gpu_backend_available() else cpu_backend_name()
 
 
 class _Vocab:

@@ -86,7 +86,7 @@ def build_report(
     max_tokens: int = 128,
     n_ctx: int = 2048,
     threads: int | None = None,
-    n_gpu_layers: int = 0,
+    n_gpu_layers: int = -2,  # Auto (desktop.core.offload.AUTO_LAYERS)
     prompt_source: str = "chat",
     mode: str = "twin-template",
     top_k: int = 5,

@@ -140,8 +140,8 @@ LOAD_RULES: dict[str, Rule] = {
     "n_ctx": Rule("The context size (n_ctx)", True, 1, MAX_N_CTX, "from 1 to 1,048,576 tokens"),
     "n_threads": Rule("The number of CPU threads", True, 1, MAX_THREADS,
                       f"from 1 to {MAX_THREADS} (or left out for the default)", optional=True),
-    "n_gpu_layers": Rule("The number of GPU layers (n_gpu_layers)", True, -1, INT32_MAX,
-                         "-1 (all layers), 0 (none) or a number of layers",
+    "n_gpu_layers": Rule("The number of GPU layers (n_gpu_layers)", True, -2, INT32_MAX,
+                         "-2 (Auto), -1 (all layers), 0 (CPU only) or a number of layers",
                          hi_words="at most 2,147,483,647"),
     "seed": SAMPLING_RULES["seed"],
 }

@@ -26,6 +26,7 @@ from desktop.core.sampling import (
     shown,
 )
 
+GPU_CHOICES = ("auto", "cpu", "layers")
 _PRESET = dict(PRESETS[DEFAULT_PRESET].values)  # the window starts on the default preset
 
 # 1: up to issue 13 (base side defaulted to URIAL, saved whether chosen or not);
@@ -49,13 +50,22 @@ class Settings:
     seed: int = int(_PRESET["seed"])
     max_tokens: int = DEFAULT_MAX_TOKENS
     n_ctx: int = 4096
-    n_gpu_layers: int = 0
+    gpu: str = "auto"  # where models run: auto | cpu | layers (n_gpu_layers of them on the GPU)
+    n_gpu_layers: int = -1  # with gpu == "layers": how many (-1: all)
     run_mode: str = "auto"  # auto | parallel | sequential
     models_dir: str = ""  # empty: the default under the user data dir
     extra_model_files: list[str] = field(default_factory=list)  # opened with "Open GGUF file..."
     shift_prompt_source: str = "chat"  # chat | base-mode
     show_heatmap: bool = False
     version: int = SETTINGS_VERSION  # of the file's meaning (see SETTINGS_VERSION)
+
+    def load_gpu_layers(self) -> int:
+        """``LoadOptions.n_gpu_layers`` for :attr:`gpu`: Auto (-2), CPU only (0) or the count."""
+        if self.gpu == "cpu":
+            return 0
+        if self.gpu == "layers":
+            return self.n_gpu_layers
+        return -2
 
     def resolved_models_dir(self) -> Path:
         p = Path(self.models_dir).expanduser() if self.models_dir else paths.default_models_dir()
@@ -88,6 +98,10 @@ class Settings:
                 ok = False
             if ok:
                 setattr(out, f.name, value)
+        if "gpu" not in data and isinstance(data.get("n_gpu_layers"), int) and data["n_gpu_layers"] != 0:
+            out.gpu = "layers"  # a file from before the GPU choice: a count someone wrote there
+        elif "gpu" not in data:
+            out.n_gpu_layers = -1  # ... or the old default 0, which meant "no GPU backend here"
         return out
 
 
@@ -111,6 +125,10 @@ def check_values(settings: Settings, data: dict[str, Any] | None = None) -> list
             setattr(settings, name, default)
             fixed.append(exc.sentence(prefix="In your settings file, ")[:-1]
                          + f", so Based used {shown(default)} instead.")
+    if settings.gpu not in GPU_CHOICES:
+        fixed.append(f"Your settings file names a place to run models that Based does not know "
+                     f"({shown(settings.gpu)}), so Based uses Auto.")
+        settings.gpu = "auto"
     if settings.preset != "custom" and settings.preset not in PRESETS:
         fixed.append(f"Your settings file names a sampling preset Based does not know "
                      f"({shown(settings.preset)}), so Based shows your values as Custom.")

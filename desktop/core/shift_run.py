@@ -132,7 +132,7 @@ def run_shift(
     max_tokens: int = 128,
     n_ctx: int = 2048,
     threads: int | None = None,
-    n_gpu_layers: int = 0,
+    n_gpu_layers: int = -2,  # Auto (desktop.core.offload.AUTO_LAYERS)
     top_k: int = 5,
     cancel: threading.Event | None = None,
     on_token: Callable[[StreamToken], None] | None = None,

@@ -169,7 +169,7 @@ class ScoredToken:
 class LoadOptions:
     n_ctx: int = 4096
     n_threads: int | None = None  # None: physical cores
-    n_gpu_layers: int = 0  # -1: all layers
+    n_gpu_layers: int = -2  # -2: Auto (desktop.core.offload), -1: all layers, 0: CPU only, N: layers
     seed: int = 1234
     # keep the KV cache between calls and evaluate only what follows the longest common token
     # prefix with it (False: every generation and scoring starts from an empty cache)
@@ -190,9 +190,26 @@ class LoadedModelInfo:
     n_threads: int
     gpu_requested: bool
     gpu_used: bool
-    backend: str  # "CPU (AVX2)" (the CPU variant llama.cpp runs), "CUDA", "Metal", "Vulkan", ...
+    backend: str  # "CPU (AVX2)" (the CPU variant llama.cpp runs), or the GPU's: "Vulkan", "CUDA", "Metal"
     load_s: float
-    note: str = ""  # sentences about every value adjusted at load (context size, no GPU), or ""
+    note: str = ""  # sentences about every value adjusted at load (context size, GPU), or ""
+    gpu_layers: int = 0  # repeating layers on the GPU (0..n_layer)
+    n_layer: int = 0  # the model's repeating layers
+    gpu_device: str = ""  # "AMD Radeon 780M via Vulkan" when layers run on a GPU, else ""
+    cpu: str = ""  # the CPU backend: "CPU (AVX2)"
+
+    @property
+    def where(self) -> str:
+        """Where the model runs, for people: "GPU: AMD Radeon 780M via Vulkan, 30/30 layers",
+        "GPU: ... via Vulkan, 12/30 layers, the rest on CPU (AVX2)", or "CPU (AVX2)"."""
+        if not self.gpu_used or not self.gpu_device:
+            return self.cpu or self.backend
+        from desktop.core.words import count
+
+        line = f"GPU: {self.gpu_device}, {self.gpu_layers}/{count(self.n_layer, 'layer')}"
+        if self.gpu_layers < self.n_layer:
+            line += f", the rest on {self.cpu or 'the CPU'}"
+        return line
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ class CatalogView(QWidget):
 
     def _fit_sentence(self, p: CatalogPair, quant: str | None) -> tuple[Verdict, str]:
         b, i = p.files_for(quant)
-        gpu = self.gpu_free is not None and self.settings.n_gpu_layers != 0
+        gpu = self.gpu_free is not None and self.settings.gpu != "cpu"
         fit = assess_fit(b.size, n_ctx=self.settings.n_ctx, params_b=p.params_b,
                          other_file_bytes=i.size, gpu=gpu, free_bytes=self.gpu_free if gpu else None)
         return fit.verdict, fit.sentence

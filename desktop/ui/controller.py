@@ -181,7 +181,7 @@ class ComparisonController(QObject):
         try:  # checked before any work: a bad value never reaches the worker or llama.cpp
             opts = LoadOptions(
                 n_ctx=self.settings.n_ctx, n_threads=self.threads_per_model(),
-                n_gpu_layers=self.settings.n_gpu_layers,
+                n_gpu_layers=self.settings.load_gpu_layers(),
             )
         except BasedError as exc:
             self.load_error[side] = str(exc)

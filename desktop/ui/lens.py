@@ -225,7 +225,7 @@ class LensController(QObject):
             loaded["instruct"].gguf if loaded["instruct"] else None,
             user, system or None, mode, b_ins.rendered, i_ins.rendered, self.ctl.params,
             result(base), result(inst),
-            LoadOptions(n_ctx=s.n_ctx, n_threads=self.ctl.threads_per_model(), n_gpu_layers=s.n_gpu_layers),
+            LoadOptions(n_ctx=s.n_ctx, n_threads=self.ctl.threads_per_model(), n_gpu_layers=s.load_gpu_layers()),
             raw_control_tokens=b_ins.rendered.mode == "raw" and b_ins.rendered.parse_special,
             earlier=tuple(earlier),
         ))

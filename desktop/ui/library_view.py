@@ -83,7 +83,7 @@ class LibraryBox(QGroupBox):
 
     def refresh(self) -> None:
         self.tree.clear()
-        gpu = self.gpu_free is not None and self.settings.n_gpu_layers != 0
+        gpu = self.gpu_free is not None and self.settings.gpu != "cpu"
         free = self.gpu_free if gpu else free_ram_bytes()
         for m in list_local_models(self.settings):
             place = WHERE.get(m.source, m.source) + (f" · {m.repo}" if m.repo else "")

@@ -152,6 +152,9 @@ class MainWindow(QMainWindow):
         c.runModeChanged.connect(self._run_mode_changed)
         self.base_pane.modelChosen.connect(self._base_chosen)
         self.instruct_pane.modelChosen.connect(self._instruct_chosen)
+        for pane in (self.base_pane, self.instruct_pane):
+            pane.set_gpu_choice(self.settings.gpu, self.settings.n_gpu_layers)
+            pane.gpuChoiceChanged.connect(self._gpu_choice_changed)
         self.controller.runningChanged.connect(self._running_changed)
         self.controller.modelsChanged.connect(self._models_changed)
         self.controller.pairChecked.connect(self._pair_checked)
@@ -309,6 +312,16 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _run_mode_changed(self, mode: str) -> None:
         self.settings.run_mode = mode
+        self.controller.reload_all()
+
+    @Slot(str, int)
+    def _gpu_choice_changed(self, choice: str, layers: int) -> None:
+        """Where models run, chosen in either pane: one setting for both; loaded models reload."""
+        if (choice, layers) == (self.settings.gpu, self.settings.n_gpu_layers):
+            return
+        self.settings.gpu, self.settings.n_gpu_layers = choice, layers
+        for pane in (self.base_pane, self.instruct_pane):
+            pane.set_gpu_choice(choice, layers)
         self.controller.reload_all()
 
     @Slot(str)

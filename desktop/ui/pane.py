@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSizePolicy,
+    QSpinBox,
     QSplitter,
     QTabWidget,
     QTextBrowser,
@@ -28,6 +29,13 @@ from desktop.ui.answer_view import AnswerView
 from desktop.ui.inspector import PromptInspector
 
 OPEN_FILE = "__open__"
+# where models run (Settings.gpu): the choice's menu entry and tooltip
+GPU_CHOICES = (
+    ("auto", "Auto", "Every layer on the GPU when the model and its context fit its free memory, "
+                     "else as many layers as fit, else the CPU"),
+    ("cpu", "CPU only", "Run the model on the processor only"),
+    ("layers", "GPU layers", "Put this many of the model's layers on the GPU, the rest on the CPU"),
+)
 PLACEHOLDER = "The answer will stream here."
 EMPTY_ANSWER: dict[StopReason | None, str] = {
     StopReason.STOP_STRING: "(No text: the model's first words were a stop string, such as the "
@@ -100,6 +108,7 @@ def transcript_html(turns: list[tuple[str, str]], current: str | None) -> str:
 
 class ModelPane(QWidget):
     modelChosen = Signal(str)  # path
+    gpuChoiceChanged = Signal(str, int)  # Settings.gpu ("auto" | "cpu" | "layers"), its layer count
 
     def __init__(self, side: str, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -125,9 +134,34 @@ class ModelPane(QWidget):
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: palette(mid)")
         self.info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        # two lines at least, so both panes' answers start at the same height
-        self.info.setMinimumHeight(2 * self.info.fontMetrics().lineSpacing())
+        self.info.setMinimumHeight(self.info.fontMetrics().lineSpacing())
         lay.addWidget(self.info)
+        # where the model runs ("GPU: Radeon 780M via Vulkan, 30/30 layers" or "CPU (AVX2)") and
+        # the choice of where models run: with the line above, both panes' answers start at the
+        # same height
+        where_row = QHBoxLayout()
+        self.where = QLabel("")
+        self.where.setAccessibleName(f"{side} runs on")
+        self.where.setStyleSheet("color: palette(mid)")
+        self.where.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        where_row.addWidget(self.where, 1)
+        self.gpu_choice = QComboBox()
+        for key, entry, tip in GPU_CHOICES:
+            self.gpu_choice.addItem(entry, key)
+            self.gpu_choice.setItemData(self.gpu_choice.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.gpu_choice.setToolTip("Where models run: Auto uses the GPU when the model fits its memory")
+        self.gpu_choice.setAccessibleName("where models run")
+        self.gpu_choice.activated.connect(self._gpu_choice_edited)
+        where_row.addWidget(self.gpu_choice)
+        self.gpu_layers = QSpinBox()
+        self.gpu_layers.setRange(-1, 999)
+        self.gpu_layers.setSpecialValueText("all")  # -1: every layer (llama.cpp's "negative: all")
+        self.gpu_layers.setToolTip("How many of the model's layers go to the GPU (all: every one)")
+        self.gpu_layers.setAccessibleName("GPU layers")
+        self.gpu_layers.editingFinished.connect(self._gpu_choice_edited)
+        self.gpu_layers.hide()
+        where_row.addWidget(self.gpu_layers)
+        lay.addLayout(where_row)
         self.status = StatusLine()
         self.status.setAccessibleName(f"{side} status")
         lay.addWidget(self.status)
@@ -233,14 +267,35 @@ class ModelPane(QWidget):
         if gguf is None:
             self.info.setText(Path(path).name if path else "No model chosen")
             self.info.setToolTip(path)
+            self.where.setText("")
             return
-        where = info.backend if info else "?"
-        bits = [gguf.name, gguf.file_type or "?", gguf.size_label or "", human_size(gguf.file_size), where]
+        bits = [gguf.name, gguf.file_type or "?", gguf.size_label or "", human_size(gguf.file_size)]
         text = " · ".join(b for b in bits if b)
+        self.where.setText(f"Runs on {info.where}" if info else "")
+        self.where.setToolTip(info.where if info else "")
         if info and info.note:
             text += f" — {info.note}"
         self.info.setText(text)
         self.info.setToolTip(gguf.path)
+
+    def set_gpu_choice(self, choice: str, layers: int) -> None:
+        """Show the setting of where models run (no signal)."""
+        self.gpu_choice.blockSignals(True)
+        self.gpu_layers.blockSignals(True)
+        self.gpu_choice.setCurrentIndex(max(0, self.gpu_choice.findData(choice)))
+        self.gpu_layers.setValue(max(-1, min(layers, self.gpu_layers.maximum())))
+        self.gpu_layers.setVisible(choice == "layers")
+        self.gpu_choice.blockSignals(False)
+        self.gpu_layers.blockSignals(False)
+
+    def gpu_setting(self) -> tuple[str, int]:
+        return str(self.gpu_choice.currentData()), int(self.gpu_layers.value())
+
+    @Slot()
+    def _gpu_choice_edited(self) -> None:
+        choice, layers = self.gpu_setting()
+        self.gpu_layers.setVisible(choice == "layers")
+        self.gpuChoiceChanged.emit(choice, layers)
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)

@@ -21,6 +21,16 @@
 #   guarantees 16-byte stack alignment); no build-machine paths in the DLLs (-ffile-prefix-map);
 # - packaging/windows/mingw_compat.h when the mingw-w64 headers lack
 #   THREAD_POWER_THROTTLING_STATE (mingw-w64 10, Debian 12).
+# - llama.cpp's Vulkan backend (ggml-vulkan.dll, one more dynamically loaded backend) when the
+#   shared flags turn it on (`packaging/build_llama.sh --print-vulkan`; packaging/
+#   llama_cmake_args.txt): it imports vulkan-1.dll, the Vulkan loader every Windows GPU driver
+#   installs (never bundled; without it ggml-vulkan.dll does not load and the CPU runs the
+#   models). Built against an import library made here (x86_64-w64-mingw32-dlltool, from the
+#   loader functions the Vulkan headers declare for every platform) and Debian's Vulkan and
+#   SPIR-V headers copied into a folder of their own; llama.cpp builds its shader generator with
+#   the build machine's gcc, and glslc runs on the build machine through
+#   packaging/glslc_cached.sh, whose SPIR-V cache is shared with the Linux build (SPIR-V does not
+#   depend on the platform: a warm cache compiles no shader).
 # Then it checks every DLL's imports and that libllama.dll exports every function llama-cpp-python
 # binds, and writes llama_cpp_python-X.Y.Z-py3-none-win_amd64.whl (make_llama_wheel.py).
 #
@@ -38,7 +48,19 @@ JOBS="${JOBS:-2}"
 CC=x86_64-w64-mingw32-gcc-posix
 OBJDUMP=x86_64-w64-mingw32-objdump
 
-for tool in "$CC" x86_64-w64-mingw32-g++-posix "$OBJDUMP" cmake python3; do
+VULKAN="$("$HERE/../build_llama.sh" --print-vulkan)"
+TOOLS=("$CC" x86_64-w64-mingw32-g++-posix "$OBJDUMP" cmake python3)
+if [[ "$VULKAN" == ON ]]; then
+    TOOLS+=(x86_64-w64-mingw32-dlltool glslc gcc g++)
+    for need in /usr/include/vulkan/vulkan.hpp /usr/include/spirv/unified1/spirv.hpp \
+                /usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake; do
+        [[ -f "$need" ]] || {
+            echo "build_llama.sh: $need is missing; install: apt-get install libvulkan-dev spirv-headers glslc (or set BASED_LLAMA_CMAKE_ARGS=-DGGML_VULKAN=OFF)" >&2
+            exit 2
+        }
+    done
+fi
+for tool in "${TOOLS[@]}"; do
     command -v "$tool" >/dev/null || {
         echo "build_llama.sh: $tool is missing; install: apt-get install cmake ninja-build python3 gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix mingw-w64-x86-64-dev" >&2
         exit 2
@@ -61,6 +83,8 @@ rm -rf "$PROBE"
 VEC="-Wa,-muse-unaligned-vector-move"
 # Source paths in the DLLs (assert messages) read llama.cpp/..., not this machine's folders.
 VEC="$VEC -ffile-prefix-map=@SRC@=llama.cpp"
+# (ggml-vulkan compiles generated sources in the build folder too)
+[[ "$VULKAN" == ON ]] && VEC="$VEC -ffile-prefix-map=@BUILD@=build"
 STATIC="-static -static-libgcc -static-libstdc++ -Wl,--exclude-libs,ALL"
 CMAKE_FLAGS=(
     -DCMAKE_TOOLCHAIN_FILE=@HERE@/mingw-w64-x86_64.cmake
@@ -76,6 +100,37 @@ CMAKE_FLAGS=(
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
 )
+if [[ "$VULKAN" == ON ]]; then
+    CMAKE_FLAGS+=(
+        -DGGML_VULKAN=ON
+        -DVulkan_INCLUDE_DIR=@SDK@/include
+        -DVulkan_LIBRARY=@SDK@/lib/libvulkan-1.dll.a
+        -DVulkan_GLSLC_EXECUTABLE=@HERE@/../glslc_cached.sh
+        -DSPIRV-Headers_DIR=@SDK@/share/cmake/SPIRV-Headers
+    )
+fi
+
+# The Vulkan "SDK" for mingw-w64, made from Debian's packages: the Vulkan, video and SPIR-V
+# headers (the toolchain file searches only the mingw root, and /usr/include must never reach
+# the Windows compiler), SPIR-V's CMake package, and an import library for vulkan-1.dll. The
+# import library lists the loader functions of Debian's libvulkan.so.1 that exist on every
+# platform (the X11/Wayland/DirectFB surface functions are Linux-only); ggml-vulkan imports only
+# a few of them (vkGetInstanceProcAddr and friends: Vulkan-Hpp's dynamic dispatcher), checked
+# below against that list.
+vulkan_sdk() {
+    local sdk="$1" loader
+    loader="$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')"
+    [[ -n "$loader" ]] || { echo "build_llama.sh: libvulkan.so.1 is missing; install: apt-get install libvulkan1" >&2; exit 2; }
+    rm -rf "$sdk"
+    mkdir -p "$sdk/include" "$sdk/lib" "$sdk/share/cmake"
+    cp -r /usr/include/vulkan /usr/include/vk_video /usr/include/spirv "$sdk/include/"
+    cp -r /usr/share/cmake/SPIRV-Headers "$sdk/share/cmake/"
+    { echo "LIBRARY vulkan-1.dll"; echo "EXPORTS"
+      nm -D --defined-only "$loader" | awk '$3 ~ /^vk/ {print $3}' \
+          | grep -vE '(Xlib|Xcb|Wayland|DirectFB|Screen)' | sort -u | sed 's/^/    /'
+    } >"$sdk/lib/vulkan-1.def"
+    x86_64-w64-mingw32-dlltool -d "$sdk/lib/vulkan-1.def" -l "$sdk/lib/libvulkan-1.dll.a" -m i386:x86-64
+}
 
 RECIPE_PATCH='        if (NOT MSVC)
             # MSVC doesn'"'"'t support AMX
@@ -86,7 +141,7 @@ import sys
 path, old = sys.argv[1], sys.argv[2]
 text = open(path, encoding="utf-8").read()
 new = old.replace("if (NOT MSVC)", "if (NOT MSVC AND NOT MINGW)")
-if new in text:
+if new in text or "if (NOT MSVC AND NOT MINGW)" in text:  # patched (and maybe cut) already: a rerun
     sys.exit(0)
 if text.count(old) != 1:
     sys.exit(f"build_llama.sh: {path} no longer has the sapphirerapids variant block it patches")
@@ -118,6 +173,13 @@ KEY="$( { sha256sum "$SDIST_TGZ" "$HERE/mingw-w64-x86_64.cmake" "$HERE/mingw_com
           printf '%s\n' "${CMAKE_FLAGS[@]}" "$RECIPE_PATCH" "variants $CPU_VARIANTS"
           "$CC" --version | head -1
           dpkg-query -W mingw-w64-x86-64-dev binutils-mingw-w64-x86-64 2>/dev/null || true
+          if [[ "$VULKAN" == ON ]]; then
+              sha256sum "$HERE/../glslc_cached.sh" | cut -d' ' -f1
+              glslc --version 2>&1 | head -2
+              gcc --version | head -1
+              dpkg-query -W libvulkan-dev libvulkan1 spirv-headers 2>/dev/null || true
+              sed -n '/^vulkan_headers_patch()/,/^}/p' "$HERE/../build_llama.sh" | sha256sum
+          fi
         } | sha256sum | cut -c1-16)"
 CMAKE_FLAGS=("${CMAKE_FLAGS[@]//@HERE@/$HERE}")
 DEST="$CACHE/windows/llama/$KEY"
@@ -137,12 +199,20 @@ SDIST="$(find "$WORK" -mindepth 1 -maxdepth 1 -type d -name 'llama_cpp_python-*'
 SRC="$SDIST/vendor/llama.cpp"
 test -f "$SRC/CMakeLists.txt"
 CMAKE_FLAGS=("${CMAKE_FLAGS[@]//@SRC@/$SRC}")
+CMAKE_FLAGS=("${CMAKE_FLAGS[@]//@BUILD@/$WORK/build}")
 # No sapphirerapids (AMX) variant: GCC 12's AMX intrinsics pass the tile stride as `long`, which
 # is 32 bits on Windows, and the assembler rejects the result ("(%rax,%edi,1) is not a valid
 # base/index expression"); llama.cpp's MSVC builds leave AMX out too. Those CPUs load the zen4
 # variant (AVX-512 VNNI/BF16). Based turns llama.cpp's AMX weight buffers off anyway.
 apply_recipe_patch "$SRC/ggml/src/CMakeLists.txt"
 cut_variants "$SRC/ggml/src/CMakeLists.txt"
+if [[ "$VULKAN" == ON ]]; then
+    "$HERE/../build_llama.sh" --patch-vulkan "$SRC/ggml/src/ggml-vulkan/ggml-vulkan.cpp"
+    vulkan_sdk "$WORK/vulkan-sdk"
+    CMAKE_FLAGS=("${CMAKE_FLAGS[@]//@SDK@/$WORK/vulkan-sdk}")
+    # every shader compiled once, shared with the Linux build (packaging/glslc_cached.sh)
+    export BASED_GLSLC="$(command -v glslc)" BASED_SPIRV_CACHE="$CACHE/spirv"
+fi
 
 nice -n 10 cmake -S "$SRC" -B "$WORK/build" "${GENERATOR[@]}" "${CMAKE_FLAGS[@]}" \
     >"$WORK/configure.log" 2>&1 || { tail -40 "$WORK/configure.log" >&2; exit 1; }
@@ -164,6 +234,8 @@ for dll in "$DLLS"/*.dll; do
         grep -qxF "$low" <<<"$ours" && continue
         case "$low" in
             kernel32.dll|msvcrt.dll|advapi32.dll|user32.dll|ws2_32.dll|ntdll.dll|api-ms-win-*) ;;
+            vulkan-1.dll) [[ "$(basename "$dll")" == ggml-vulkan.dll ]] || {
+                echo "$(basename "$dll") imports vulkan-1.dll: only ggml-vulkan.dll may" >&2; bad=1; } ;;
             *) echo "$(basename "$dll") imports $imp, which Windows does not have" >&2; bad=1 ;;
         esac
     done < <("$OBJDUMP" -p "$dll" | sed -n 's/^\s*DLL Name: //p')
@@ -174,9 +246,20 @@ if grep -l -a -F "$WORK" "$DLLS"/*.dll >&2; then
     exit 1
 fi
 # llama.cpp names it libllama.dll (ggml drops the prefix); llama-cpp-python loads either name.
-for need in libllama.dll ggml.dll ggml-base.dll ggml-cpu-x64.dll ggml-cpu-haswell.dll; do
+NEED=(libllama.dll ggml.dll ggml-base.dll ggml-cpu-sse42.dll ggml-cpu-haswell.dll)
+[[ "$VULKAN" == ON ]] && NEED+=(ggml-vulkan.dll)
+for need in "${NEED[@]}"; do
     [[ -f "$DLLS/$need" ]] || { echo "build_llama.sh: $need was not built" >&2; exit 1; }
 done
+if [[ "$VULKAN" == ON ]]; then  # the loader functions it imports exist in every vulkan-1.dll
+    "$OBJDUMP" -p "$DLLS/ggml-vulkan.dll" \
+        | awk '/DLL Name: vulkan-1.dll/{t=1; next} /DLL Name:/{t=0} t && $NF ~ /^vk/ {print $NF}' \
+        | sort -u >"$WORK/vulkan-imports.txt"
+    extra="$(comm -23 "$WORK/vulkan-imports.txt" <(sed -n 's/^    //p' "$WORK/vulkan-sdk/lib/vulkan-1.def" | sort -u))"
+    [[ -s "$WORK/vulkan-imports.txt" && -z "$extra" ]] || {
+        echo "build_llama.sh: ggml-vulkan.dll's imports from vulkan-1.dll are wrong: ${extra:-none}" >&2; exit 1; }
+    echo "ggml-vulkan.dll imports $(wc -l <"$WORK/vulkan-imports.txt") functions of vulkan-1.dll: $(tr '\n' ' ' <"$WORK/vulkan-imports.txt")" >&2
+fi
 
 # llama-cpp-python binds its functions by name from libllama.dll at import: all must be exported.
 "$OBJDUMP" -p "$DLLS/libllama.dll" \

@@ -96,7 +96,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         ("--seed", "-1", "--seed must be from 0 to 4,294,967,294"),
         ("--n-ctx", "0", "--n-ctx must be from 1 to 1,048,576 tokens"),
         ("--threads", "0", "--threads must be from 1 to 512"),
-        ("--n-gpu-layers", "-2", "--n-gpu-layers must be -1 (all layers)"),
+        ("--n-gpu-layers", "-3", "--n-gpu-layers must be -2 (Auto), -1 (all layers)"),
     ],
 )
 def test_compare_refuses_bad_values_before_any_work(tmp_path: Path, option: str, value: str,
@@ -212,3 +212,22 @@ def test_one_thread_is_singular(tiny_phi3: Path, tmp_path: Path,
     page = out.read_text(encoding="utf-8")
     assert re.search(r"CPU( \([^)<]*\))?, 1 thread<", page) and "1 threads" not in page
     assert "1 of 1 prompt;" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("given", "value"), [("auto", -2), ("AUTO", -2), ("all", -1), ("cpu", 0),
+                                              ("0", 0), ("12", 12), ("-1", -1)])
+def test_gpu_layers_option_takes_words_and_numbers(given: str, value: int) -> None:
+    args = build_parser().parse_args(["compare", "--base", "b", "--instruct", "i", "--user", "x",
+                                      "--n-gpu-layers", given])
+    assert args.n_gpu_layers == value
+    default = build_parser().parse_args(["compare", "--base", "b", "--instruct", "i", "--user", "x"])
+    assert default.n_gpu_layers == -2  # Auto
+
+
+def test_gpu_layers_option_refuses_other_words(tmp_path: Path) -> None:
+    gone = str(tmp_path / "gone.gguf")
+    r = run("compare", "--base", gone, "--instruct", gone, "--user", "Hi", "--n-gpu-layers", "lots")
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("based: argument --n-gpu-layers: must be auto, all, 0 (CPU only) or a "
+                                "number of layers, not 'lots' (see `based --help`)")
+    assert "Traceback" not in r.stderr

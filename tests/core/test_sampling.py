@@ -71,7 +71,7 @@ BAD_LOAD = [
     ("n_ctx", 2048.0, "a whole number"),
     ("n_threads", 0, "from 1 to 512"),
     ("n_threads", 513, "from 1 to 512"),
-    ("n_gpu_layers", -2, "-1 (all layers)"),
+    ("n_gpu_layers", -3, "-2 (Auto), -1 (all layers)"),
     ("seed", -3, "from 0 to 4,294,967,294"),
 ]
 

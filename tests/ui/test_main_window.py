@@ -27,7 +27,7 @@ def run_and_wait(qtbot, w) -> None:  # type: ignore[no-untyped-def]
 def test_pick_type_run_both_panes_fill(qtbot, make_window, settings_for) -> None:
     w = make_window(settings_for())
     wait_loaded(qtbot, w)
-    assert "Tiny Base" in w.base_pane.info.text() and "CPU (" in w.base_pane.info.text()
+    assert "Tiny Base" in w.base_pane.info.text() and w.base_pane.where.text().startswith("Runs on CPU (")
     assert "Tiny Instruct" in w.instruct_pane.info.text()
     qtbot.keyClicks(w.controls.prompt, "What is a llama?")
     run_and_wait(qtbot, w)
