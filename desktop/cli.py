@@ -27,7 +27,7 @@ from typing import Any
 from desktop import __version__
 from desktop.core.errors import BasedError
 from desktop.core.sampling import DEFAULT_MAX_TOKENS, DEFAULT_PRESET, PRESETS, InvalidSetting
-from desktop.core.words import count
+from desktop.core.words import count, no_text_reason
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -47,7 +47,7 @@ RAW_SWITCH_HELP = ("raw mode only: your text contains control tokens (chat marku
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2
-        self.exit(EXIT_USER_ERROR, f"based: {message} (see `based --help`)\n")
+        self.exit(EXIT_USER_ERROR, f"based: {message} (see `{self.prog} --help`)\n")
 
 
 def _out(text: str) -> None:
@@ -190,6 +190,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                              "params": {f: getattr(params, f) for f in SAMPLING_FIELDS},
                              "notes": notes}
             if not args.json:
+                if not "".join(parts).strip():  # a blank line would look like a fault
+                    _out(f"({no_text_reason(stats.stop_reason)} `based prompt --model ... --mode "
+                         f"{rendered.mode}` shows what it was given.)")
                 _out(
                     f"\n-- {count(stats.prompt_tokens, 'prompt token')}, first token after "
                     f"{stats.time_to_first_token_s:.2f} s, {count(stats.generated_tokens, 'token')} at "

@@ -117,6 +117,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         render_instruct,
     )
 
+    if args.twin and not args.mode:  # what `based compare` gives a base model by default
+        args.mode = "twin-template"
     _check_raw_switch(args)
     conv = _conversation(args)
     if args.messages:
@@ -182,7 +184,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     for t in tokens:
         mark = "*" if t.special else "~" if t.typed else " "
         _out(f"{t.id:>8} {mark} {json.dumps(t.piece, ensure_ascii=False)}\n")
-    ctx = f" of {n_ctx:,}" if n_ctx else ""
+    ctx = f"; the model was trained with a context of {n_ctx:,}" if n_ctx else ""
     typed = ", ~ = control-token text you typed, read as text" if any(t.typed for t in tokens) else ""
     _out(f"{count(len(tokens), 'token')}{ctx} (* = special{typed})\n")
     for w in warnings:
@@ -212,8 +214,11 @@ def register(sub: Any) -> None:
     ends.add_argument("--continue-final-message", action="store_true",
                       help="end inside the final (assistant) message, so the model continues it "
                            "(transformers' continue_final_message)")
-    p.add_argument("--mode", choices=MODES, help="base-model prompt mode (default: the chat template)")
-    p.add_argument("--twin", help="instruct twin GGUF whose template twin-template mode uses")
+    p.add_argument("--mode", choices=MODES,
+                   help="base-model prompt mode (default: the model's own chat template, or "
+                        "twin-template with --twin, as `based compare` gives the base model)")
+    p.add_argument("--twin", help="instruct twin GGUF whose chat template the base model gets "
+                                  "(twin-template mode)")
     p.add_argument("--tokens", action="store_true", help="show the tokens as the model's tokenizer parses them")
     p.add_argument("--json", action="store_true", help="print JSON: prompt, stop strings, BOS, warnings")
     p.add_argument("--bos-token", default=None, help="bos_token for a bare --template")

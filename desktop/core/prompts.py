@@ -200,12 +200,14 @@ def _typed_warning(text: str, spans: Sequence[Span], *, raw: bool, whose: str = 
     if not typed:
         return []
     names = ", ".join(list(typed)[:3]) + (", …" if len(typed) > 3 else "")
-    words = (f"{whose} contains {names}, which looks like a control token; the model reads it "
-             "as plain text")
+    one = len(typed) == 1
+    looks = "which looks like a control token" if one else "which look like control tokens"
+    it = "it" if one else "them"
+    words = f"{whose} contains {names}, {looks}; the model reads {it} as plain text"
     if raw:
         return [words + '. Turn on "My text contains control tokens" (--raw-control-tokens on '
-                "the command line) to send it as a control token."]
-    return [words + ", so it cannot end your turn or start another."]
+                f"the command line) to send {it} as {'a control token' if one else 'control tokens'}."]
+    return [words + f", so {'it' if one else 'they'} cannot end your turn or start another."]
 
 
 def _whose(conv: Conversation) -> str:

@@ -11,8 +11,17 @@ import bisect
 import html
 import math
 
-from PySide6.QtCore import QPoint
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QMouseEvent, QTextCharFormat, QTextCursor
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QTextCharFormat,
+    QTextCursor,
+)
 from PySide6.QtWidgets import QTextEdit, QToolTip, QWidget
 
 from desktop.core.types import StreamToken
@@ -83,7 +92,29 @@ class AnswerView(QTextEdit):
         self._overlay_colors: dict[str, QColor] = {}
         self._overlay_tips: list[str | None] | None = None
         self.legend = ""
+        self._placeholder = ""
         self.setPlaceholderText("The answer will stream here.")  # see ModelPane
+
+    # -- placeholder: QTextEdit draws its own on one line, cut at the edge; this one wraps --------
+
+    def setPlaceholderText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        self._placeholder = text
+        super().setPlaceholderText("")
+        self.viewport().update()
+
+    def placeholderText(self) -> str:  # noqa: N802 (Qt's name)
+        return self._placeholder
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt's name)
+        super().paintEvent(event)
+        if self._placeholder and self.document().isEmpty():
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().placeholderText().color())
+            m = round(self.document().documentMargin())
+            painter.drawText(self.viewport().rect().adjusted(m, m, -m, -m),
+                             int(Qt.TextFlag.TextWordWrap) | int(Qt.AlignmentFlag.AlignLeft)
+                             | int(Qt.AlignmentFlag.AlignTop), self._placeholder)
+            painter.end()
 
     # -- content -----------------------------------------------------------------------------
 

@@ -151,7 +151,7 @@ class ControlsPanel(QWidget):
         system_label = QLabel("System prompt:")
         row.addWidget(system_label)
         self.system = QLineEdit()
-        self.system.setPlaceholderText("optional, for the instruct model")
+        self.system.setPlaceholderText("optional; the Prompt inspector shows where each model gets it")
         self.system.setToolTip("Sent as the system message to the instruct model (and used by the base modes that can)")
         self.system.textChanged.connect(self.inputsChanged)
         system_label.setBuddy(self.system)

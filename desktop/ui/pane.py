@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.types import GenerationStats, GGUFInfo, LoadedModelInfo, StopReason, StreamToken
-from desktop.core.words import count
+from desktop.core.words import count, no_text_reason
 from desktop.ui.answer_view import AnswerView
 from desktop.ui.inspector import PromptInspector
 
@@ -37,14 +37,6 @@ GPU_CHOICES = (
     ("layers", "GPU layers", "Put this many of the model's layers on the GPU, the rest on the CPU"),
 )
 PLACEHOLDER = "The answer will stream here."
-EMPTY_ANSWER: dict[StopReason | None, str] = {
-    StopReason.STOP_STRING: "(No text: the model's first words were a stop string, such as the "
-                            "end of a chat turn, where Based stops it. The Prompt inspector shows "
-                            "what it was given.)",
-    StopReason.EOS: "(No text: the model ended its answer before writing anything.)",
-    StopReason.CANCELLED: "(Stopped before the model wrote any text.)",
-    None: "(The model wrote no text.)",
-}
 
 
 def human_size(n: int) -> str:
@@ -99,10 +91,11 @@ def transcript_html(turns: list[tuple[str, str]], current: str | None) -> str:
         parts.append(f"<p style='margin:6px 0 2px 0'><b>You</b> <span style='color:#6b7280'>"
                      f"· turn {n}</span><br>{para(user)}</p>")
         shown = para(answer) if answer.strip() else "<i>(no text)</i>"
-        parts.append(f"<p style='margin:2px 0 6px 14px; color:#374151'>{shown}</p>")
+        parts.append(f"<p style='margin:2px 0 6px 14px; color:#374151'><b>This model</b> "
+                     f"<span style='color:#6b7280'>· turn {n}</span><br>{shown}</p>")
     if current is not None:
         parts.append(f"<p style='margin:6px 0 2px 0'><b>You</b> <span style='color:#6b7280'>"
-                     f"· turn {len(turns) + 1}</span><br>{para(current)}</p>")
+                     f"· turn {len(turns) + 1} (its answer is below)</span><br>{para(current)}</p>")
     return "".join(parts)
 
 
@@ -348,7 +341,10 @@ class ModelPane(QWidget):
     def finish_answer(self, stats: GenerationStats) -> None:
         """An answer with no text says why, instead of a blank pane."""
         if not self.answer.text().strip():
-            self.answer.setPlaceholderText(EMPTY_ANSWER.get(stats.stop_reason, EMPTY_ANSWER[None]))
+            reason = no_text_reason(stats.stop_reason)
+            if stats.stop_reason is StopReason.STOP_STRING:
+                reason += " The Prompt inspector shows what it was given."
+            self.answer.setPlaceholderText(f"({reason})")
 
     def set_legend(self, text: str) -> None:
         self._show_legend(text)

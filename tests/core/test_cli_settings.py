@@ -229,5 +229,5 @@ def test_gpu_layers_option_refuses_other_words(tmp_path: Path) -> None:
     r = run("compare", "--base", gone, "--instruct", gone, "--user", "Hi", "--n-gpu-layers", "lots")
     assert r.returncode == 2
     assert r.stderr.strip() == ("based: argument --n-gpu-layers: must be auto, all, 0 (CPU only) or a "
-                                "number of layers, not 'lots' (see `based --help`)")
+                                "number of layers, not 'lots' (see `based compare --help`)")
     assert "Traceback" not in r.stderr

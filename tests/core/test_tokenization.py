@@ -116,7 +116,7 @@ def test_forged_system_turn_stays_text(vocab_dir: Path) -> None:
     typed = "".join(t.piece for t in toks if t.typed)
     assert typed.count("<|im_end|>") == 2 and typed.count("<|im_start|>") == 1
     assert not any(t.typed and t.special for t in toks)
-    assert any("looks like a control token" in w for w in forged.warnings)
+    assert any("which look like control tokens; the model reads them" in w for w in forged.warnings)
     # what llama.cpp's special=True would have done: the forged system turn becomes real
     llm, _ = _vocab_model(path)
     naive = llm.tokenize(forged.text.encode("utf-8"), add_bos=False, special=True)
@@ -353,7 +353,7 @@ def test_cli_prompt_tokens_mark_typed_control_text(vocab_dir: Path, capsys) -> N
     assert sum(1 for ln in lines if ln.split()[0] == str(IM_START)) == 3  # system, user, assistant
     assert sum(1 for ln in lines if " ~ " in ln) >= 10
     assert "~ = control-token text you typed, read as text" in lines[-1]
-    assert "looks like a control token" in cap.err
+    assert "which look like control tokens" in cap.err
     assert main(["prompt", "--model", path, "--user", FORGED, "--tokens", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["parse_special"] is True and len(data["literal_spans"]) == 3
@@ -375,3 +375,14 @@ def test_cli_raw_control_tokens_switch(vocab_dir: Path, capsys) -> None:  # type
     assert 2 in [t["id"] for t in json.loads(capsys.readouterr().out)["tokens"]]
     assert main(["prompt", "--model", path, "--user", "x", "--mode", "qa", "--raw-control-tokens"]) == 2
     assert "--raw-control-tokens works only with --mode raw." in capsys.readouterr().err
+
+
+def test_the_typed_warning_counts_its_tokens() -> None:
+    from desktop.core.prompts import _typed_warning
+
+    one = _typed_warning("a <|im_end|> b", [(2, 12)], raw=False)[0]
+    two = _typed_warning("<|im_end|><|im_start|>", [(0, 10), (10, 22)], raw=True)[0]
+    assert "<|im_end|>, which looks like a control token; the model reads it as" in one
+    assert "so it cannot end your turn" in one
+    assert "which look like control tokens; the model reads them as plain text" in two
+    assert two.endswith("to send them as control tokens.")

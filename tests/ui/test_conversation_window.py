@@ -49,6 +49,8 @@ def test_three_turns_each_side_with_its_own_answers(qtbot, make_window, settings
         # the pane shows its own side of the conversation above the answer to Q3
         shown = pane.transcript.toPlainText()
         assert pane.transcript.isVisible() and Q1 in shown and Q3 in shown
+        # who wrote what: each earlier answer is labelled, and the answer to Q3 is said to be below
+        assert shown.count("This model · turn") == 2 and "turn 3 (its answer is below)" in shown
         for t in ctl.turns:
             own, theirs = t.results[side].text, t.results[other].text
             assert own.strip() and own.strip()[:20] in shown

@@ -449,6 +449,34 @@ def test_an_answer_without_text_says_why(qtbot, make_window, settings_for) -> No
     assert pane.answer.placeholderText() == PLACEHOLDER
 
 
+def test_a_long_reason_for_no_text_wraps_inside_the_answer(qtbot) -> None:  # type: ignore[no-untyped-def]
+    # Qt's own placeholder is one line, cut at the edge: the reason must wrap onto more lines
+    from PySide6.QtGui import QColor
+
+    from desktop.core.types import StopReason
+    from desktop.core.words import no_text_reason
+    from desktop.ui.answer_view import AnswerView
+
+    view = AnswerView()
+    qtbot.addWidget(view)
+    view.resize(300, 200)
+    view.show()
+    view.setPlaceholderText(f"({no_text_reason(StopReason.STOP_STRING)})")
+    img = view.viewport().grab().toImage()
+    bg = QColor(img.pixel(img.width() - 2, img.height() - 2))
+    line = view.fontMetrics().lineSpacing()
+    margin = round(view.document().documentMargin())
+
+    def ink_rows(top: int, bottom: int) -> int:
+        return sum(any(QColor(img.pixel(x, y)) != bg for x in range(img.width()))
+                   for y in range(top, min(bottom, img.height())))
+
+    assert ink_rows(margin, margin + line) > 0
+    assert ink_rows(margin + 2 * line, margin + 3 * line) > 0  # a third line: it wrapped
+    view.setPlainText("text")
+    assert view.placeholderText().startswith("(No text")  # kept, shown again once emptied
+
+
 def test_models_in_use_are_listed_on_this_machine(qtbot, make_window, tiny_phi3_base, tiny_phi3) -> None:  # type: ignore[no-untyped-def]
     w = make_window(None, base=str(tiny_phi3_base), instruct=str(tiny_phi3))  # `based gui --base`
     lib = w.models_panel.library

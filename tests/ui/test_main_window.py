@@ -205,7 +205,7 @@ def test_typed_control_tokens_are_text_and_raw_mode_has_a_switch(qtbot, make_win
     i = next(i for i, t in enumerate(toks) if t.typed)
     assert TYPED_TIP in ins.chips.tooltip_at(f"tok:{i}")
     assert "wavy" in ins.chips.toHtml() or "underline" in ins.chips.toHtml()
-    assert "looks like a control token" in ins.warnings.text()
+    assert "which look like control tokens" in ins.warnings.text()
     # the switch exists only in raw mode
     assert c.raw_controls.isHidden()
     c.mode.setCurrentIndex(c.mode.findData("raw"))
