@@ -251,3 +251,18 @@ def test_parse_messages_keeps_what_the_template_gets() -> None:
     assert conv.turns[1].extra == (("reasoning_content", "r"),)
     assert conv.turns[0].extra == ()  # None values are dropped, as transformers drops them
     assert Conversation(turns=(Message("user", "x"),)).messages() == [{"role": "user", "content": "x"}]
+
+
+def test_a_conversation_ending_with_an_answer_says_what_happens(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    tpl = TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja"
+    conv = tmp_path / "ends.json"
+    conv.write_text(json.dumps([{"role": "user", "content": "Hi"},
+                                {"role": "assistant", "content": "Hello, I"}]))
+    base = ["prompt", "--template", str(tpl), "--messages", str(conv)]
+    assert main(base) == 0
+    err = capsys.readouterr().err
+    assert "ends.json ends with an assistant message" in err and "--continue-final-message" in err
+    for ending in ("--continue-final-message", "--no-generation-prompt"):
+        assert main([*base, ending]) == 0
+        assert "ends with an assistant message" not in capsys.readouterr().err
