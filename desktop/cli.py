@@ -73,12 +73,6 @@ def _conversation(args: argparse.Namespace) -> Any:
         conv = Conversation(args.user, args.system)
     if getattr(args, "tools", None):
         conv = Conversation(system=conv.system, turns=conv.turns, tools=read_tools(args.tools))
-    ends_with_answer = conv.last is not None and conv.last.role == "assistant"
-    if ends_with_answer and not getattr(args, "continue_final_message", False) \
-            and not getattr(args, "no_generation_prompt", False):
-        print(f"warning: {Path(args.messages).name} ends with an assistant message, so the model "
-              "writes a new answer after it; --continue-final-message (based prompt) continues "
-              "that message instead.", file=sys.stderr)
     return conv
 
 

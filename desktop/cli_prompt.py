@@ -125,6 +125,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         note = ""
     else:
         note = check_user_prompt(args.user, args.mode, system=args.system, instruct_side=False)
+    ends_with_answer = conv.last is not None and conv.last.role == "assistant"
+    if ends_with_answer and not args.continue_final_message and not args.no_generation_prompt:
+        print(f"warning: {Path(args.messages).name} ends with an assistant message, so the model "
+              "writes a new answer after it; --continue-final-message continues that message "
+              "instead.", file=sys.stderr)
     if args.continue_final_message and (conv.last is None or conv.last.role != "assistant"):
         raise BasedError("--continue-final-message needs a conversation that ends with an "
                          "assistant message to continue.")
