@@ -118,3 +118,24 @@ def run_batch(paths: list[Path], *, workers: int = 2, timeout_s: float = 30.0) -
     for t in threads:
         t.join()
     return [results[i] for i in range(len(paths))]
+
+
+_ENGINE_EACH = (
+    "import sys\n"
+    "from desktop.core.engine import Engine\n"
+    "from desktop.core.errors import GGUFError\n"
+    "for f in sys.argv[1:]:\n"
+    "    try:\n"
+    "        Engine(f)\n"
+    "        print('LOADED', f)\n"
+    "    except GGUFError as e:\n"
+    "        print('ERR', e)\n"
+    "print('ALIVE')\n"
+)
+
+
+def engine_each_in_a_child(paths: list[Path]) -> subprocess.CompletedProcess[str]:
+    """Open each file with ``Engine`` in one child process, printing ``LOADED <path>`` or
+    ``ERR <sentence>`` per file and ``ALIVE`` at the end (an abort would leave it out)."""
+    return subprocess.run([sys.executable, "-c", _ENGINE_EACH, *[str(p) for p in paths]],
+                          capture_output=True, text=True, timeout=120)

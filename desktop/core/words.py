@@ -5,7 +5,7 @@ One helper so that no message says "1 threads" (CLI, window, reports and errors 
 
 from __future__ import annotations
 
-from typing import Any
+from desktop.core.types import StopReason
 
 _ES = ("s", "x", "z", "ch", "sh")
 _VOWELS = "aeiou"
@@ -33,14 +33,12 @@ def count(n: int | float, noun: str, plural_form: str | None = None) -> str:
     return f"{int(n):,} {word}"
 
 
-def no_text_reason(stop_reason: Any) -> str:
-    """Why an answer has no text, in one sentence (``stop_reason``: a
-    :class:`desktop.core.types.StopReason` or None), for the window and the CLI alike."""
-    from desktop.core.types import StopReason
-
-    return {
+def no_text_reason(stop_reason: StopReason | None) -> str:
+    """Why an answer has no text, in one sentence, for the window and the CLI alike."""
+    reasons: dict[StopReason | None, str] = {
         StopReason.STOP_STRING: "No text: the model's first words were a stop string, such as the "
                                 "end of a chat turn, where Based stops it.",
         StopReason.EOS: "No text: the model ended its answer before writing anything.",
         StopReason.CANCELLED: "Stopped before the model wrote any text.",
-    }.get(stop_reason, "The model wrote no text.")
+    }
+    return reasons.get(stop_reason, "The model wrote no text.")

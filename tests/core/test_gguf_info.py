@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from desktop.core.gguf_info import (
     size_label_from_params,
     validate_gguf,
 )
+from tests.gguf_fuzz_runner import engine_each_in_a_child
 
 
 def test_reads_a_tiny_model(tiny_phi3: Path) -> None:
@@ -190,22 +189,7 @@ def test_bad_files_never_reach_llama_cpp_and_the_process_survives(
     }
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
-    code = (
-        "import sys\n"
-        "from desktop.core.engine import Engine\n"
-        "from desktop.core.errors import GGUFError\n"
-        "for f in sys.argv[1:]:\n"
-        "    try:\n"
-        "        Engine(f)\n"
-        "        print('LOADED', f)\n"
-        "    except GGUFError as e:\n"
-        "        print('ERR', e)\n"
-        "print('ALIVE')\n"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code, *[str(tmp_path / n) for n in files]],
-        capture_output=True, text=True, timeout=120,
-    )
+    r = engine_each_in_a_child([tmp_path / n for n in files])
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[-1] == "ALIVE"

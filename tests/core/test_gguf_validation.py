@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import struct
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from tests.gguf_corpus import (
     parse,
     tiny_vocab_file,
 )
+from tests.gguf_fuzz_runner import engine_each_in_a_child
 
 
 @pytest.fixture(scope="module")
@@ -285,20 +284,7 @@ def test_refused_files_never_abort_a_load(tmp_path: Path, doc: Doc) -> None:
     files["align1.gguf"] = d
     for name, d in files.items():
         _write(tmp_path, d, name)
-    code = (
-        "import sys\n"
-        "from desktop.core.engine import Engine\n"
-        "from desktop.core.errors import GGUFError\n"
-        "for f in sys.argv[1:]:\n"
-        "    try:\n"
-        "        Engine(f)\n"
-        "        print('LOADED', f)\n"
-        "    except GGUFError as e:\n"
-        "        print('ERR', e)\n"
-        "print('ALIVE')\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code, *[str(tmp_path / n) for n in files]],
-                       capture_output=True, text=True, timeout=120)
+    r = engine_each_in_a_child([tmp_path / n for n in files])
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()
     assert lines[-1] == "ALIVE"
