@@ -130,7 +130,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         print(f"warning: {Path(args.messages).name} ends with an assistant message, so the model "
               "writes a new answer after it; --continue-final-message continues that message "
               "instead.", file=sys.stderr)
-    if args.continue_final_message and (conv.last is None or conv.last.role != "assistant"):
+    if args.continue_final_message and not ends_with_answer:
         raise BasedError("--continue-final-message needs a conversation that ends with an "
                          "assistant message to continue.")
     if args.model:
